@@ -1,0 +1,47 @@
+# The commands users run. `make help` lists them.
+PYTHON := .venv/bin/python
+RUNTIME := .venv/.runtime-installed
+DEV := .venv/.dev-installed
+CONFIG ?= config.properties
+RUN ?=
+VERSION ?= 1.0
+
+.DEFAULT_GOAL := help
+.PHONY: help install serve stop status token archive test lint format
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(RUNTIME): requirements.txt scripts/bootstrap.sh
+	scripts/bootstrap.sh requirements.txt $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
+	scripts/bootstrap.sh requirements-dev.txt $@
+
+install: $(RUNTIME) ## create .venv and install what serving needs
+
+serve: $(RUNTIME) ## build model_store/animals.mar if needed, start TorchServe, wait until READY
+	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN))
+
+stop: $(RUNTIME) ## stop TorchServe
+	$(PYTHON) -m scripts.server --config $(CONFIG) stop
+
+status: $(RUNTIME) ## say whether TorchServe runs
+	$(PYTHON) -m scripts.server --config $(CONFIG) status
+
+token: $(RUNTIME) ## print the current inference token
+	@$(PYTHON) -m scripts.server --config $(CONFIG) token
+
+archive: $(RUNTIME) ## build model_store/animals.mar (RUN=artifacts/RUN VERSION=x.y)
+	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) --version $(VERSION)
+
+test: $(DEV) ## install everything, then run the whole test suite
+	$(PYTHON) -m pytest
+
+lint: $(DEV) ## ruff check and format check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: $(DEV) ## ruff fix and format
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
