@@ -1,0 +1,44 @@
+"""Find the image bytes in one TorchServe request: a raw body, a multipart file, or JSON {"data": base64}."""
+
+import base64
+import binascii
+import json
+
+from animals.errors import BadInput
+
+FIELD_NAMES = ("data", "body", "file", "image")
+
+
+def image_bytes(request: dict) -> bytes:
+    """Return the image bytes of a request row as TorchServe's worker hands it to the handler."""
+    value = next((request[name] for name in FIELD_NAMES if name in request), None)
+    if value is None and request:
+        value = next(iter(request.values()))
+    if isinstance(value, (bytes, bytearray)) and value[:1] == b"{":
+        value = _parse_json(bytes(value))
+    if isinstance(value, dict):
+        return _base64_field(value)
+    if isinstance(value, str):
+        raise BadInput("the body is text, not an image; send the image bytes", reason="not_image")
+    if not value:
+        raise BadInput("the request has no image: the body is empty", reason="empty")
+    if not isinstance(value, (bytes, bytearray)):
+        raise BadInput("the body is not an image; send the image bytes", reason="not_image")
+    return bytes(value)
+
+
+def _parse_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInput("the body starts like JSON but is not valid JSON", reason="bad_json") from error
+
+
+def _base64_field(document: dict) -> bytes:
+    encoded = document.get("data")
+    if not isinstance(encoded, str) or not encoded:
+        raise BadInput('JSON requests need a "data" field holding the base64-encoded image', reason="bad_json")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise BadInput('the "data" field is not valid base64', reason="bad_base64") from error

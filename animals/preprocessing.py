@@ -1,0 +1,86 @@
+"""Image decoding and the train/eval transforms, defined once for training and serving (like torchvision's presets)."""
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+from torchvision import transforms
+
+from animals.errors import BadInput
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_SIZE = 256
+CROP_SIZE = 224
+MAX_PIXELS = 50_000_000
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode untrusted bytes into an upright RGB image, or raise BadInput saying why not.
+
+    Only the header is read before the size check, so a decompression bomb is refused before it is inflated.
+    GIFs give their first frame; EXIF orientation is applied; any colour mode becomes RGB.
+    """
+    if not data:
+        raise BadInput("the request has no image: the body is empty", reason="empty")
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise _too_many_pixels("far more", max_pixels) from error
+    except Exception as error:  # Pillow raises many types on hostile bytes; all mean "not an image".
+        raise BadInput(
+            f"the body is not an image in a supported format ({', '.join(IMAGE_FORMATS)})",
+            reason="not_image",
+        ) from error
+    width, height = image.size
+    if width * height > max_pixels:
+        raise _too_many_pixels(f"{width}x{height}", max_pixels)
+    try:
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except Exception as error:  # truncated or corrupt pixel data, bad EXIF: the image cannot be read.
+        raise BadInput(
+            f"the image could not be decoded, it may be truncated or corrupt ({error})",
+            reason="corrupt_image",
+        ) from error
+
+
+def _too_many_pixels(size: str, max_pixels: int) -> BadInput:
+    return BadInput(
+        f"the image is too large: {size} pixels, the limit is {max_pixels:,} (resize it first)",
+        reason="too_many_pixels",
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image, dtype=np.float32)
+        image = Image.fromarray((pixels / 257.0).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def eval_transform() -> transforms.Compose:
+    """The evaluation and serving transform: Resize(256), CenterCrop(224), ToTensor, ImageNet Normalize."""
+    return transforms.Compose(
+        [
+            transforms.Resize(RESIZE_SIZE),
+            transforms.CenterCrop(CROP_SIZE),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def train_transform() -> transforms.Compose:
+    """The training augmentation: RandomResizedCrop(224), RandomRotation, RandomHorizontalFlip."""
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(CROP_SIZE),
+            transforms.RandomRotation(15),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
