@@ -1,0 +1,86 @@
+"""TorchServe handler for the animals classifier: decode, preprocess, batched inference, softmax top-k.
+
+Each request in a batch gets its own answer: a bad image answers 400 with a JSON message through
+context.set_response_status, and the other requests in the batch are still served.
+"""
+
+import json
+from http import HTTPStatus
+from pathlib import Path
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+from animals.batch import Batch
+from animals.errors import BadInput
+from animals.labels import read_index_to_name
+from animals.model import ModelSpec, load_model
+from animals.payload import image_bytes
+from animals.preprocessing import MAX_PIXELS, decode_image, eval_transform
+
+DEFAULT_TOP_K = 5
+
+
+class AnimalsHandler(BaseHandler):
+    """Classifies animal photos into the classes of index_to_name.json."""
+
+    def initialize(self, context) -> None:
+        properties = context.system_properties
+        model_dir = Path(properties["model_dir"])
+        settings = (context.model_yaml_config or {}).get("handler", {})
+        self.device = _device(properties.get("gpu_id"))
+        spec = ModelSpec.load(model_dir / "model.json")
+        self.model = load_model(spec, model_dir / context.manifest["model"]["serializedFile"], self.device)
+        self.labels = read_index_to_name(model_dir / "index_to_name.json")
+        self.top_k = min(int(settings.get("top_k", DEFAULT_TOP_K)), len(self.labels))
+        self.max_pixels = int(settings.get("max_image_pixels", MAX_PIXELS))
+        self.transform = eval_transform()
+        self.initialized = True
+
+    def handle(self, data: list[dict], context) -> list:
+        self.context = context
+        batch = self.preprocess(data)
+        probabilities = self.inference(batch)
+        return self.postprocess(probabilities, batch)
+
+    def preprocess(self, data: list[dict]) -> Batch:
+        batch = Batch(size=len(data))
+        for position, request in enumerate(data):
+            try:
+                image = decode_image(image_bytes(request), self.max_pixels)
+            except BadInput as error:
+                batch.errors[position] = error
+                continue
+            batch.images.append(self.transform(image))
+            batch.positions.append(position)
+        return batch
+
+    def inference(self, batch: Batch) -> torch.Tensor:
+        if not batch.images:
+            return torch.empty(0, len(self.labels))
+        with torch.inference_mode():
+            logits = self.model(torch.stack(batch.images).to(self.device))
+            return logits.float().softmax(dim=1).cpu()
+
+    def postprocess(self, probabilities: torch.Tensor, batch: Batch) -> list:
+        answers: list = [None] * batch.size
+        top = probabilities.topk(self.top_k, dim=1)
+        for row, position in enumerate(batch.positions):
+            answers[position] = {
+                self.labels[index]: round(probability, 6)
+                for probability, index in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True)
+            }
+        for position, error in batch.errors.items():
+            answers[position] = self._error_answer(position, error)
+        return answers
+
+    def _error_answer(self, position: int, error: BadInput) -> str:
+        self.context.set_response_status(error.status, HTTPStatus(error.status).phrase, position)
+        self.context.set_response_content_type(position, "application/json")
+        return json.dumps({"code": error.status, "type": "BadInput", "reason": error.reason, "message": str(error)})
+
+
+def _device(gpu_id: int | str | None) -> torch.device:
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{gpu_id}")
+    return torch.device("cpu")
