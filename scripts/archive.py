@@ -1,0 +1,180 @@
+"""Build the model archive (animals.mar) with torch-model-archiver, from a trained run or the ImageNet default.
+
+The archive packs the weights (a state dict), model.json, index_to_name.json, the handler, the shared `animals`
+package and model-config.yaml. A record beside it (animals.mar.json) keeps its source, version and SHA-256.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from animals import cli
+from animals.errors import UserError
+from animals.labels import ANIMALS, imagenet_indices_by_animal, write_index_to_name
+from animals.model import imagenet_zero_shot
+from animals.pretrained import imagenet_categories, imagenet_source, imagenet_weights_file, load_imagenet_state_dict
+from scripts.settings import ARTIFACTS_DIR, DEFAULT_CONFIG, MODEL_CONFIG, REPO_ROOT, read_config
+
+HANDLER = REPO_ROOT / "handler" / "animals_handler.py"
+SHARED_PACKAGE = REPO_ROOT / "animals"
+RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
+DEFAULT_ARCH = "vgg16"
+DEFAULT_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What goes into an archive: a trained run's folder, or (run=None) ImageNet weights with a zero-shot head."""
+
+    description: str
+    run: Path | None = None
+    arch: str = DEFAULT_ARCH
+
+    def input_files(self) -> list[Path]:
+        """Files whose change makes an archive built from this source out of date."""
+        code = [HANDLER, MODEL_CONFIG, *sorted(SHARED_PACKAGE.glob("*.py"))]
+        if self.run is not None:
+            return code + [self.run / name for name in RUN_FILES]
+        weights = imagenet_weights_file(self.arch)
+        return code + ([weights] if weights else [])
+
+
+def trained_run_source(run: Path) -> ModelSource:
+    missing = [name for name in RUN_FILES if not (run / name).is_file()]
+    if missing:
+        raise UserError(f"{run} is not a finished training run: it lacks {', '.join(missing)}")
+    return ModelSource(description=f"trained run {run}", run=run.resolve())
+
+
+def newest_run(artifacts: Path = ARTIFACTS_DIR) -> Path | None:
+    """The most recently trained run under artifacts/, if any."""
+    runs = [weights.parent for weights in artifacts.glob("*/model.pt") if (weights.parent / "model.json").is_file()]
+    return max(runs, key=lambda run: (run / "model.pt").stat().st_mtime, default=None)
+
+
+def choose_source(run: Path | None = None, imagenet: bool = False) -> ModelSource:
+    """The run asked for, else the newest trained run, else the ImageNet zero-shot default."""
+    if run is not None:
+        return trained_run_source(Path(run))
+    latest = None if imagenet else newest_run()
+    if latest is not None:
+        return trained_run_source(latest)
+    return ModelSource(
+        description=f"ImageNet {DEFAULT_ARCH} with a zero-shot animal head ({imagenet_source(DEFAULT_ARCH)})"
+    )
+
+
+def record_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + ".json")
+
+
+def read_record(archive: Path) -> dict:
+    path = record_path(archive)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def is_stale(archive: Path, source: ModelSource) -> bool:
+    """True when the archive is missing, was built from another source, or is older than any of its inputs."""
+    if not archive.is_file() or read_record(archive).get("source") != source.description:
+        return True
+    built = archive.stat().st_mtime
+    return any(path.stat().st_mtime > built for path in source.input_files())
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_archive(archive: Path, source: ModelSource, version: str = DEFAULT_VERSION) -> Path:
+    """Build `archive` from `source`; written to a temporary name first, so a failed build leaves no half archive."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Building {archive} (version {version}) from {source.description}")
+    with tempfile.TemporaryDirectory(prefix="archive-", dir=archive.parent) as work:
+        stage = Path(work) / "stage"
+        weights = _stage_model(source, stage)
+        shutil.copytree(SHARED_PACKAGE, stage / "animals", ignore=shutil.ignore_patterns("__pycache__"))
+        _run_archiver(archive.stem, version, weights, stage, Path(work))
+        os.replace(Path(work) / archive.name, archive)
+    record = {"source": source.description, "version": version, "sha256": sha256_of(archive)}
+    record_path(archive).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"Built {archive} ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record['sha256'][:16]}...)")
+    return archive
+
+
+def _stage_model(source: ModelSource, stage: Path) -> Path:
+    """Put model.json and index_to_name.json in `stage`; return the weights file to pack."""
+    stage.mkdir()
+    if source.run is not None:
+        for name in ("model.json", "index_to_name.json"):
+            shutil.copy2(source.run / name, stage / name)
+        return source.run / "model.pt"
+    print(f"Loading ImageNet {source.arch} weights from {imagenet_source(source.arch)}")
+    groups = imagenet_indices_by_animal(imagenet_categories(source.arch))
+    model, spec = imagenet_zero_shot(load_imagenet_state_dict(source.arch), groups, source.arch)
+    spec.save(stage / "model.json")
+    write_index_to_name(ANIMALS, stage / "index_to_name.json")
+    weights = stage.parent / "model.pt"
+    torch.save(model.state_dict(), weights)
+    return weights
+
+
+def _run_archiver(name: str, version: str, weights: Path, stage: Path, export: Path) -> None:
+    command = [
+        sys.executable, "-m", "model_archiver.model_packaging",
+        "--model-name", name,
+        "--version", version,
+        "--serialized-file", str(weights),
+        "--handler", str(HANDLER),
+        "--extra-files", str(stage),
+        "--config-file", str(MODEL_CONFIG),
+        "--archive-format", "zip-store",
+        "--export-path", str(export),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"torch-model-archiver failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def ensure_archive(archive: Path, source: ModelSource, version: str = DEFAULT_VERSION) -> None:
+    """Build the archive only when it is missing or out of date."""
+    if is_stale(archive, source):
+        build_archive(archive, source, version)
+    else:
+        print(f"{archive} is up to date ({source.description})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.archive", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a training run folder (default: the newest under artifacts/)")
+    parser.add_argument(
+        "--imagenet", action="store_true", help="build the ImageNet zero-shot default even if runs exist"
+    )
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="the archive's model version (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
+    parser.add_argument("--output", type=Path, help="archive path (default: the config's model store/animals.mar)")
+    parser.add_argument("--if-stale", action="store_true", help="only build when the archive is missing or out of date")
+    args = parser.parse_args(argv)
+    archive = args.output or read_config(args.config).archive
+    source = choose_source(args.run, args.imagenet)
+    if args.if_stale:
+        ensure_archive(archive, source, args.version)
+    else:
+        build_archive(archive, source, args.version)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,214 @@
+"""Start, stop and inspect the TorchServe that serves the animals model (what `make serve` and `make stop` run)."""
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from animals import cli
+from animals.errors import UserError
+from scripts.archive import choose_source, ensure_archive
+from scripts.settings import DEFAULT_CONFIG, ServerConfig, read_config, read_keys
+
+READY_TIMEOUT_S = 300
+POLL_INTERVAL_S = 1.0
+REQUEST_TIMEOUT_S = 5
+STOP_TIMEOUT_S = 60
+LOG_TAIL_LINES = 30
+PID_FILE = ".model_server.pid"
+JAVA_INSTALL_HINT = "install it with: sudo apt-get install openjdk-17-jre-headless"
+
+
+def check_java() -> None:
+    """TorchServe's frontend needs Java 11 or newer."""
+    java = shutil.which("java")
+    if java is None:
+        raise UserError(f"TorchServe needs Java 11+ and `java` is not on PATH; {JAVA_INSTALL_HINT}")
+    banner = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
+    major = int(match.group(1)) if match else 0
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    if major < 11:
+        raise UserError(
+            f"TorchServe needs Java 11+, found {banner.splitlines()[0] if banner else 'unknown'}; {JAVA_INSTALL_HINT}"
+        )
+
+
+def server_env(config: ServerConfig) -> dict[str, str]:
+    """Logs, metrics logs and TorchServe's pid file live in the config's logs/ folder, one server per config."""
+    logs = str(config.log_dir)
+    return {**os.environ, "LOG_LOCATION": logs, "METRICS_LOCATION": logs, "TMPDIR": logs}
+
+
+def running_pid(config: ServerConfig) -> int | None:
+    """The pid of this config's TorchServe, if it is running."""
+    try:
+        pid = int((config.log_dir / PID_FILE).read_text().split()[0])
+        return pid if psutil.Process(pid).is_running() else None
+    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess):
+        return None
+
+
+def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S) -> bool:
+    """Start TorchServe in the background and wait until the model is READY; False if it was already running."""
+    pid = running_pid(config)
+    if pid is not None:
+        print(f"TorchServe is already running (pid {pid}) at {config.inference_url}; `make stop` stops it")
+        return False
+    check_java()
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"Starting TorchServe with {config.path} (logs in {config.log_dir})")
+    command = [
+        str(Path(sys.executable).with_name("torchserve")),
+        "--start",
+        "--ts-config", str(config.path),
+        "--model-store", str(config.model_store),
+    ]  # fmt: skip
+    log_offset = log_size(config)
+    with open(config.log_dir / "torchserve.out", "ab") as output:
+        subprocess.run(command, cwd=config.home, env=server_env(config), stdout=output, stderr=output, check=True)
+    wait_until_ready(config, timeout_s, log_offset)
+    return True
+
+
+def wait_until_ready(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, log_offset: int = 0) -> None:
+    """Poll the management API until a worker of the model is READY; on failure show the end of the logs.
+
+    Fails early when TorchServe exits or logs that the model failed to load (after `log_offset` in ts_log.log).
+    """
+    print(f"Waiting for model {config.model_name!r} to be READY", end="", flush=True)
+    deadline = time.monotonic() + timeout_s
+    problem = f"did not become READY in {timeout_s:.0f} s"
+    while time.monotonic() < deadline:
+        if "READY" in model_worker_states(config):
+            print(" READY")
+            return
+        if running_pid(config) is None:
+            problem = "could not be served: TorchServe exited"
+            break
+        if load_failed(config, log_offset):
+            problem = "failed to load (its handler raised, see the model log below)"
+            break
+        print(".", end="", flush=True)
+        time.sleep(POLL_INTERVAL_S)
+    print()
+    raise UserError(f"model {config.model_name!r} {problem}.\n{log_tail(config)}")
+
+
+def log_size(config: ServerConfig) -> int:
+    path = config.log_dir / "ts_log.log"
+    return path.stat().st_size if path.is_file() else 0
+
+
+def load_failed(config: ServerConfig, log_offset: int) -> bool:
+    """Whether TorchServe logged a failed model load since `log_offset`."""
+    path = config.log_dir / "ts_log.log"
+    if not path.is_file():
+        return False
+    with open(path, "rb") as log:
+        log.seek(log_offset)
+        return b"Load model failed" in log.read()
+
+
+def model_worker_states(config: ServerConfig) -> list[str]:
+    """The status of each worker of the model, or [] while TorchServe cannot answer."""
+    try:
+        keys = read_keys(config)
+        request = urllib.request.Request(
+            f"{config.management_url}/models/{config.model_name}",
+            headers={"Authorization": f"Bearer {keys['management']}"},
+        )
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            described = json.load(response)
+    except (UserError, OSError, ValueError, KeyError):
+        return []
+    return [worker["status"] for version in described for worker in version.get("workers", [])]
+
+
+def log_tail(config: ServerConfig, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of TorchServe's main and model logs, to show why a start failed."""
+    parts = []
+    for name in ("ts_log.log", "model_log.log"):
+        path = config.log_dir / name
+        if path.is_file():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- last lines of {path} ---\n" + "\n".join(tail))
+    return "\n".join(parts) or f"(no logs in {config.log_dir})"
+
+
+def stop(config: ServerConfig) -> bool:
+    """Stop this config's TorchServe; False when it was not running."""
+    pid = running_pid(config)
+    if pid is None:
+        print("TorchServe is not running; nothing to stop")
+        return False
+    print(f"Stopping TorchServe (pid {pid})")
+    torchserve = str(Path(sys.executable).with_name("torchserve"))
+    subprocess.run([torchserve, "--stop"], cwd=config.home, env=server_env(config), capture_output=True, check=False)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout=STOP_TIMEOUT_S)
+    print("TorchServe stopped")
+    return True
+
+
+def examples(config: ServerConfig) -> str:
+    """Ready-to-paste requests for a running server."""
+    keys = read_keys(config)
+    url = f"{config.inference_url}/predictions/{config.model_name}"
+    return "\n".join(
+        [
+            "Try it:",
+            f"  TOKEN={keys['inference']}",
+            f'  curl -H "Authorization: Bearer $TOKEN" -T ../shared/data/animals10-sample/gatto/<photo>.jpeg {url}',
+            f'  curl -H "Authorization: Bearer $TOKEN" -F "data=@photo.jpg" {url}',
+            f"  (tokens are in {config.key_file}; `make token` prints the current inference token)",
+            "Stop it with: make stop",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.server", description=__doc__)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    start_parser = commands.add_parser("start", help="build the archive if needed, start TorchServe, wait until READY")
+    start_parser.add_argument("--run", type=Path, help="serve this training run (default: newest run, else ImageNet)")
+    start_parser.add_argument("--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for READY")
+    commands.add_parser("stop", help="stop TorchServe")
+    commands.add_parser("status", help="say whether TorchServe runs and what its workers are doing")
+    token_parser = commands.add_parser("token", help="print the current token")
+    token_parser.add_argument("--kind", choices=("inference", "management", "API"), default="inference")
+    args = parser.parse_args(argv)
+    config = read_config(args.config)
+
+    if args.command == "start":
+        if running_pid(config) is None:
+            source = choose_source(args.run)
+            ensure_archive(config.archive, source)
+            print(f"Serving {source.description}")
+        if start(config, args.timeout):
+            print(examples(config))
+    elif args.command == "stop":
+        stop(config)
+    elif args.command == "status":
+        pid = running_pid(config)
+        states = model_worker_states(config) if pid else []
+        print(f"TorchServe pid {pid}, workers: {', '.join(states) or 'none'}" if pid else "TorchServe is not running")
+    elif args.command == "token":
+        print(read_keys(config)[args.kind])
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
