@@ -1,0 +1,40 @@
+"""Shared fixtures: the sample photos, a small VGG-shaped run, and one real TorchServe for the whole session."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.archive import build_archive, trained_run_source
+from scripts.server import start, stop
+from tests.support import SAMPLE_DIR, Client, InProcessModel, make_run, sample_images, write_config
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[Path]:
+    images = sample_images()
+    if len(images) != 160:
+        pytest.fail(f"expected the 160 sample photos in {SAMPLE_DIR}, found {len(images)}")
+    return images
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_run: Path) -> InProcessModel:
+    return InProcessModel(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator[Client]:
+    """One TorchServe on free loopback ports serving the tiny run's archive, shared by the session's tests."""
+    config = write_config(tmp_path_factory.mktemp("torchserve"))
+    build_archive(config.archive, trained_run_source(tiny_run))
+    try:
+        start(config, timeout_s=180)
+        yield Client(config)
+    finally:
+        stop(config)

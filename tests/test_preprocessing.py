@@ -1,0 +1,70 @@
+"""Decoding untrusted bytes and the eval transform: every supported format works, everything else is BadInput."""
+
+import pytest
+import torch
+
+from animals.errors import BadInput
+from animals.preprocessing import CROP_SIZE, decode_image, eval_transform
+from tests import corpus
+
+VALID = corpus.valid_images()
+INVALID = corpus.invalid_inputs()
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_supported_formats_decode_to_rgb_and_a_224_tensor(name):
+    image = decode_image(VALID[name])
+    assert image.mode == "RGB"
+    tensor = eval_transform()(image)
+    assert tensor.shape == (3, CROP_SIZE, CROP_SIZE)
+    assert tensor.dtype == torch.float32
+    assert torch.isfinite(tensor).all()
+
+
+def test_exif_orientation_is_applied():
+    assert decode_image(corpus.exif_rotated_jpeg(orientation=6)).size == (240, 320)
+
+
+def test_animated_gif_gives_its_first_frame():
+    first = decode_image(corpus.encode(corpus.gradient(), "PNG"))
+    gif = decode_image(VALID["animated_gif"])
+    assert abs(gif.getpixel((10, 10))[0] - first.getpixel((10, 10))[0]) < 16
+
+
+def test_sixteen_bit_png_keeps_its_brightness():
+    eight_bit = decode_image(VALID["grayscale_png"])
+    sixteen_bit = decode_image(VALID["sixteen_bit_png"])
+    assert sixteen_bit.getpixel((200, 100)) == eight_bit.getpixel((200, 100))
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("plain_text", "not_image"),
+        ("html", "not_image"),
+        ("random_bytes", "not_image"),
+        ("corrupt_header_jpeg", "not_image"),
+        ("truncated_jpeg", "corrupt_image"),
+        ("decompression_bomb", "too_many_pixels"),
+    ],
+)
+def test_bad_bytes_raise_bad_input_with_a_reason(name, reason):
+    with pytest.raises(BadInput) as raised:
+        decode_image(INVALID[name])
+    assert raised.value.reason == reason
+    assert raised.value.status == 400
+
+
+def test_empty_body_is_bad_input():
+    with pytest.raises(BadInput, match="empty"):
+        decode_image(b"")
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    with pytest.raises(BadInput, match="8000x8000 pixels, the limit is 1,000,000"):
+        decode_image(corpus.png_declaring(8000, 8000), max_pixels=1_000_000)
+
+
+def test_real_photos_decode(samples):
+    for path in samples[::16]:
+        assert decode_image(path.read_bytes()).mode == "RGB"
