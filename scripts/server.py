@@ -26,6 +26,7 @@ REQUEST_TIMEOUT_S = 5
 STOP_TIMEOUT_S = 60
 LOG_TAIL_LINES = 30
 PID_FILE = ".model_server.pid"
+FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
 JAVA_INSTALL_HINT = "install it with: sudo apt-get install openjdk-17-jre-headless"
 
 
@@ -52,12 +53,14 @@ def server_env(config: ServerConfig) -> dict[str, str]:
 
 
 def running_pid(config: ServerConfig) -> int | None:
-    """The pid of this config's TorchServe, if it is running."""
+    """The pid of this config's TorchServe, if it is running (a stale pid file or a zombie counts as stopped)."""
     try:
         pid = int((config.log_dir / PID_FILE).read_text().split()[0])
-        return pid if psutil.Process(pid).is_running() else None
-    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        alive = process.status() != psutil.STATUS_ZOMBIE and FRONTEND_CLASS in process.cmdline()
+    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+    return pid if alive else None
 
 
 def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S) -> bool:
@@ -156,8 +159,13 @@ def stop(config: ServerConfig) -> bool:
     print(f"Stopping TorchServe (pid {pid})")
     torchserve = str(Path(sys.executable).with_name("torchserve"))
     subprocess.run([torchserve, "--stop"], cwd=config.home, env=server_env(config), capture_output=True, check=False)
-    with contextlib.suppress(psutil.NoSuchProcess):
-        psutil.Process(pid).wait(timeout=STOP_TIMEOUT_S)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while running_pid(config) is not None and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S / 4)
+    if running_pid(config) is not None:
+        print(f"TorchServe did not stop in {STOP_TIMEOUT_S} s; killing it")
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
     print("TorchServe stopped")
     return True
 
