@@ -31,7 +31,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise _too_many_pixels("far more", max_pixels) from error
     except Exception as error:  # Pillow raises many types on hostile bytes; all mean "not an image".
         raise BadInput(
-            f"the body is not an image in a supported format ({', '.join(IMAGE_FORMATS)})",
+            f"not an image in a supported format ({', '.join(IMAGE_FORMATS)})",
             reason="not_image",
         ) from error
     width, height = image.size
