@@ -23,10 +23,10 @@ from animals.labels import ANIMALS, imagenet_indices_by_animal, write_index_to_n
 from animals.model import imagenet_zero_shot
 from animals.pretrained import imagenet_categories, imagenet_source, imagenet_weights_file, load_imagenet_state_dict
 from scripts.settings import ARTIFACTS_DIR, DEFAULT_CONFIG, MODEL_CONFIG, REPO_ROOT, read_config
+from training.run import RUN_FILES, check_run
 
 HANDLER = REPO_ROOT / "handler" / "animals_handler.py"
 SHARED_PACKAGE = REPO_ROOT / "animals"
-RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
 DEFAULT_ARCH = "vgg16"
 DEFAULT_VERSION = "1.0"
 
@@ -49,10 +49,7 @@ class ModelSource:
 
 
 def trained_run_source(run: Path) -> ModelSource:
-    missing = [name for name in RUN_FILES if not (run / name).is_file()]
-    if missing:
-        raise UserError(f"{run} is not a finished training run: it lacks {', '.join(missing)}")
-    return ModelSource(description=f"trained run {run}", run=run.resolve())
+    return ModelSource(description=f"trained run {run}", run=check_run(run).resolve())
 
 
 def newest_run(artifacts: Path = ARTIFACTS_DIR) -> Path | None:

@@ -1,0 +1,163 @@
+"""Data sets for training: find the class folders, split them reproducibly, and load images with the serving decoder.
+
+A data directory is the Animals-10 download as it comes (raw-img/ with Italian folder names), any folder of class
+folders, or a folder already split into train/, valid/ (or val/) and test/.
+"""
+
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from animals.errors import BadInput, UserError
+from animals.labels import ITALIAN_TO_ENGLISH
+from animals.preprocessing import decode_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+SPLITS = ("train", "valid", "test")
+SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
+SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+
+Item = tuple[str, int]  # (path relative to the data root, class index)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which file belongs to which part: the manifest written as split.json beside each run."""
+
+    root: Path
+    class_names: list[str]
+    parts: dict[str, list[Item]]
+
+    def to_json(self) -> str:
+        document = {"root": str(self.root), "class_names": self.class_names, "parts": self.parts}
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path, root: Path | None = None) -> "Split":
+        document = json.loads(Path(path).read_text())
+        parts = {name: [(rel, label) for rel, label in items] for name, items in document["parts"].items()}
+        return cls(Path(root or document["root"]), document["class_names"], parts)
+
+
+def english_name(folder: str) -> str:
+    """Animals-10's Italian folder names in English; any other class folder keeps its name."""
+    return ITALIAN_TO_ENGLISH.get(folder.lower(), folder)
+
+
+def class_folders(root: Path) -> dict[str, Path]:
+    """Class name to folder, sorted by class name; refuses empty data sets and empty classes."""
+    folders = {english_name(folder.name): folder for folder in sorted(root.iterdir()) if folder.is_dir()}
+    if not folders:
+        raise UserError(f"{root} has no class folders: expected one folder of images per class")
+    empty = [name for name, folder in folders.items() if not image_files(folder)]
+    if empty:
+        raise UserError(f"class folder(s) with no images in {root}: {', '.join(empty)}")
+    return dict(sorted(folders.items()))
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
+def dataset_root(data_dir: Path) -> Path:
+    """The folder that holds the class folders: Animals-10's raw-img/ when the download is given as it comes."""
+    data_dir = Path(data_dir)
+    return data_dir / "raw-img" if (data_dir / "raw-img").is_dir() else data_dir
+
+
+def make_split(data_dir: Path, seed: int = 0) -> Split:
+    """Read a data directory in any of its three layouts into a Split (stratified 80/10/10 when not pre-split)."""
+    data_dir = dataset_root(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"data directory {data_dir} does not exist")
+    presplit = {part: _first_existing(data_dir, SPLIT_FOLDERS[part]) for part in SPLITS}
+    if all(presplit.values()):
+        return _presplit(data_dir, presplit)
+    return _stratified(data_dir, seed)
+
+
+def _first_existing(root: Path, names: tuple[str, ...]) -> Path | None:
+    return next((root / name for name in names if (root / name).is_dir()), None)
+
+
+def _presplit(root: Path, folders: dict[str, Path]) -> Split:
+    class_names = list(class_folders(folders["train"]))
+    parts = {}
+    for part, folder in folders.items():
+        classes = class_folders(folder)
+        unknown = set(classes) - set(class_names)
+        if unknown:
+            raise UserError(f"{folder} has classes that train/ lacks: {', '.join(sorted(unknown))}")
+        parts[part] = [
+            (str(path.relative_to(root)), class_names.index(name))
+            for name, class_folder in classes.items()
+            for path in image_files(class_folder)
+        ]
+    return Split(root, class_names, parts)
+
+
+def _stratified(root: Path, seed: int) -> Split:
+    classes = class_folders(root)
+    rng = random.Random(seed)
+    parts: dict[str, list[Item]] = {part: [] for part in SPLITS}
+    for label, folder in enumerate(classes.values()):
+        files = [str(path.relative_to(root)) for path in image_files(folder)]
+        rng.shuffle(files)
+        n_valid = round(len(files) * SPLIT_FRACTIONS["valid"])
+        n_test = round(len(files) * SPLIT_FRACTIONS["test"])
+        n_train = len(files) - n_valid - n_test
+        parts["train"] += [(path, label) for path in files[:n_train]]
+        parts["valid"] += [(path, label) for path in files[n_train : n_train + n_valid]]
+        parts["test"] += [(path, label) for path in files[n_train + n_valid :]]
+    return Split(root, list(classes), parts)
+
+
+class ImageDataset(Dataset):
+    """Images of one part of a split, decoded exactly as the server decodes them.
+
+    An unreadable file yields None instead of failing the run; `skip_unreadable` drops it from the batch and reports it.
+    """
+
+    def __init__(self, root: Path, items: list[Item], transform: Callable) -> None:
+        self.root = Path(root)
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
+        path, label = self.items[index]
+        try:
+            image = decode_image((self.root / path).read_bytes())
+        except (BadInput, OSError):
+            return None, label, path
+        return self.transform(image), label, path
+
+
+@dataclass
+class LoadedBatch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    paths: list[str]
+    unreadable: list[str]
+
+
+def skip_unreadable(samples: list[tuple[torch.Tensor | None, int, str]]) -> LoadedBatch:
+    """Collate a batch, leaving out (and naming) the files that could not be decoded."""
+    readable = [(image, label) for image, label, _ in samples if image is not None]
+    unreadable = [path for image, _, path in samples if image is None]
+    images, labels = default_collate(readable) if readable else (torch.empty(0), torch.empty(0, dtype=torch.long))
+    return LoadedBatch(images, labels, [path for image, _, path in samples if image is not None], unreadable)

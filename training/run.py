@@ -1,0 +1,29 @@
+"""A finished training run folder: the files serving needs from it, and loading its model."""
+
+from pathlib import Path
+
+import torch
+
+from animals.errors import UserError
+from animals.labels import read_index_to_name
+from animals.model import ModelSpec, load_model
+
+RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
+
+
+def check_run(run: Path) -> Path:
+    """Return the run folder, or say which of its files are missing."""
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(f"run folder {run} does not exist")
+    missing = [name for name in RUN_FILES if not (run / name).is_file()]
+    if missing:
+        raise UserError(f"{run} is not a finished training run: it lacks {', '.join(missing)}")
+    return run
+
+
+def load_run_model(run: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, list[str]]:
+    """The run's best model, ready for inference, and its class names in output order."""
+    run = check_run(run)
+    model = load_model(ModelSpec.load(run / "model.json"), run / "model.pt", device)
+    return model, read_index_to_name(run / "index_to_name.json")
