@@ -7,7 +7,8 @@ import pytest
 
 from scripts.archive import build_archive, trained_run_source
 from scripts.server import start, stop
-from tests.support import SAMPLE_DIR, Client, InProcessModel, make_run, sample_images, write_config
+from tests.support import SAMPLE_DIR, Client, make_run, sample_images, write_config
+from training.predict import Predictor
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +25,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference(tiny_run: Path) -> InProcessModel:
-    return InProcessModel(tiny_run)
+def reference(tiny_run: Path) -> Predictor:
+    """The tiny run's model called in-process: what every served answer is compared with."""
+    return Predictor(tiny_run)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ import requests
 import torch
 
 from animals.labels import ANIMALS, write_index_to_name
-from animals.model import ModelSpec, build_model, load_model
-from animals.preprocessing import decode_image, eval_transform
+from animals.model import ModelSpec, build_model
 from scripts.settings import DEFAULT_CONFIG, ServerConfig, read_config, read_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,21 +59,6 @@ def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) ->
     lines += [f"{key}={value}" for key, value in values.items()]
     (home / "config.properties").write_text("\n".join(lines) + "\n")
     return read_config(home / "config.properties")
-
-
-class InProcessModel:
-    """The run's model called directly, the reference the served answers are compared with."""
-
-    def __init__(self, run: Path) -> None:
-        self.model = load_model(ModelSpec.load(run / "model.json"), run / "model.pt")
-        self.transform = eval_transform()
-
-    def probabilities(self, image: bytes) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.model(self.transform(decode_image(image)).unsqueeze(0)).softmax(dim=1)[0]
-
-    def top1(self, image: bytes) -> str:
-        return ANIMALS[int(self.probabilities(image).argmax())]
 
 
 @dataclass

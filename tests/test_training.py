@@ -1,0 +1,156 @@
+"""The real training loop on generated data, the Animals-10 split, resuming, reports and the CLI's errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from animals import cli
+from animals.labels import ANIMALS
+from tests.shapes import write_shapes
+from tests.support import SAMPLE_DIR
+from training import evaluate, predict, train
+from training.data import make_split
+from training.evaluate import evaluate_run
+
+SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]
+
+
+def run_training(*arguments: str) -> None:
+    assert train.main([*SMALL_VGG, *arguments]) == 0
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=50)
+
+
+@pytest.fixture(scope="module")
+def scratch_run(tmp_path_factory, shapes) -> Path:
+    """A small VGG trained from scratch, all layers, on the generated shapes."""
+    run = tmp_path_factory.mktemp("runs") / "scratch"
+    run_training("--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--epochs", "10", "--output", str(run))
+    return run
+
+
+def test_small_vgg_from_scratch_learns_the_generated_set(scratch_run):
+    result = metrics(scratch_run)
+    assert result["test"]["accuracy"] >= 0.9
+    assert len(result["history"]) == 10
+    assert result["best_valid_accuracy"] == max(epoch["valid_accuracy"] for epoch in result["history"])
+
+
+def test_run_folder_holds_everything_serving_and_review_need(scratch_run):
+    for name in ("model.pt", "model.json", "index_to_name.json", "split.json", "metrics.json", "checkpoint.pt"):
+        assert (scratch_run / name).is_file(), name
+    for plot in ("confusion_matrix.png", "training_curves.png"):
+        assert (scratch_run / plot).read_bytes().startswith(b"\x89PNG")
+    result = metrics(scratch_run)
+    assert set(result["test"]["per_class"]["class_0"]) == {"precision", "recall", "f1", "support"}
+    assert len(result["split_sha256"]) == 64
+    assert result["arguments"]["epochs"] == 10 and result["unreadable_files"] == []
+
+
+def test_evaluate_reproduces_the_test_metrics(scratch_run):
+    summary, _ = evaluate_run(scratch_run)
+    recorded = metrics(scratch_run)["test"]
+    assert summary["accuracy"] == recorded["accuracy"]
+    assert summary["confusion_matrix"] == recorded["confusion_matrix"]
+    assert summary["loss"] == pytest.approx(recorded["loss"], abs=1e-3)
+
+
+def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, scratch_run):
+    """Both start from the scratch run's features, frozen, on fresh shapes with 100 validation images."""
+    shapes = write_shapes(tmp_path / "shapes", per_class=100, seed=1)
+    common = ["--data-dir", str(shapes), "--weights", str(scratch_run / "model.pt"), "--epochs", "3"]
+    run_training(*common, "--output", str(tmp_path / "normal"))
+    run_training(*common, "--cache-features", "--output", str(tmp_path / "cached"))
+    normal = metrics(tmp_path / "normal")["best_valid_accuracy"]
+    cached = metrics(tmp_path / "cached")["best_valid_accuracy"]
+    assert abs(normal - cached) <= 0.02 + 1e-9
+
+
+def test_resume_continues_a_stopped_run(tmp_path, shapes, capsys):
+    run = tmp_path / "resumed"
+    run_training("--data-dir", str(shapes), "--weights", "none", "--epochs", "1", "--output", str(run))
+    assert train.main(["--resume", str(run), "--epochs", "2"]) == 0
+    assert "Resuming after epoch 1" in capsys.readouterr().out
+    assert [epoch["epoch"] for epoch in metrics(run)["history"]] == [1, 2]
+
+
+def test_corrupt_files_are_skipped_counted_and_listed(tmp_path, shapes):
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    for name in ("000.png", "001.png"):
+        (data / "class_0" / name).write_bytes(b"not a png at all")
+    run = tmp_path / "run"
+    run_training("--data-dir", str(data), "--weights", "none", "--epochs", "1", "--output", str(run))
+    assert sorted(metrics(run)["unreadable_files"]) == ["class_0/000.png", "class_0/001.png"]
+
+
+def test_animals10_folders_load_with_english_labels_and_a_stratified_split():
+    split = make_split(SAMPLE_DIR, seed=0)
+    assert split.class_names == sorted(ANIMALS)
+    sizes = {part: len(items) for part, items in split.parts.items()}
+    assert sizes == {"train": 120, "valid": 20, "test": 20}
+    for part, items in split.parts.items():
+        per_class = [sum(1 for _, label in items if label == c) for c in range(len(ANIMALS))]
+        assert len(set(per_class)) == 1, part
+    paths = [path for items in split.parts.values() for path, _ in items]
+    assert len(paths) == len(set(paths)) == 160
+
+
+def test_the_same_seed_gives_the_same_split_and_another_seed_another():
+    assert make_split(SAMPLE_DIR, seed=0).to_json() == make_split(SAMPLE_DIR, seed=0).to_json()
+    assert make_split(SAMPLE_DIR, seed=0).to_json() != make_split(SAMPLE_DIR, seed=1).to_json()
+
+
+def test_animals10_download_layout_and_presplit_folders_are_recognised(tmp_path, shapes):
+    (tmp_path / "download").mkdir()
+    (tmp_path / "download" / "raw-img").symlink_to(SAMPLE_DIR)
+    assert make_split(tmp_path / "download").class_names == sorted(ANIMALS)
+    for part in ("train", "val", "test"):
+        (tmp_path / "presplit" / part).mkdir(parents=True)
+        for label in ("class_0", "class_1"):
+            (tmp_path / "presplit" / part / label).symlink_to(shapes / label)
+    split = make_split(tmp_path / "presplit")
+    assert split.class_names == ["class_0", "class_1"]
+    assert {part: len(items) for part, items in split.parts.items()} == {"train": 100, "valid": 100, "test": 100}
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "has no class folders"),
+        (lambda root: (root / "cat").mkdir(parents=True), "with no images in"),
+    ],
+    ids=["missing", "empty", "empty-class"],
+)
+def test_unusable_data_dirs_fail_with_one_line(tmp_path, capsys, setup, message):
+    data = tmp_path / "data"
+    setup(data)
+    assert_fails_with_one_line(["--data-dir", str(data), "--output", str(tmp_path / "run")], message, capsys)
+
+
+def test_run_without_weights_fails_with_one_line(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    for command, extra in ((predict.main, [str(tmp_path / "photo.jpg")]), (evaluate.main, [])):
+        with pytest.raises(SystemExit) as exited:
+            cli.run(command, ["--run", str(tmp_path / "run"), *extra])
+        assert exited.value.code == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "lacks model.pt" in error
+
+
+def assert_fails_with_one_line(arguments: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.run(train.main, [*SMALL_VGG, "--weights", "none", *arguments])
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and message in error
