@@ -4,10 +4,12 @@ RUNTIME := .venv/.runtime-installed
 DEV := .venv/.dev-installed
 CONFIG ?= config.properties
 RUN ?=
+DATA ?=
+ARGS ?=
 VERSION ?= 1.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive test lint format
+.PHONY: help install serve stop status token archive train test lint format
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +36,10 @@ token: $(RUNTIME) ## print the current inference token
 
 archive: $(RUNTIME) ## build model_store/animals.mar (RUN=artifacts/RUN VERSION=x.y)
 	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) --version $(VERSION)
+
+train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epochs 3 ...")
+	$(if $(DATA),,$(error DATA is required: make train DATA=path/to/animals10))
+	$(PYTHON) -m training.train --data-dir $(DATA) $(ARGS)
 
 test: $(DEV) ## install everything, then run the whole test suite
 	$(PYTHON) -m pytest
