@@ -22,7 +22,7 @@ from animals.errors import UserError
 from animals.labels import ANIMALS, imagenet_indices_by_animal, write_index_to_name
 from animals.model import imagenet_zero_shot
 from animals.pretrained import imagenet_categories, imagenet_source, imagenet_weights_file, load_imagenet_state_dict
-from scripts.settings import ARTIFACTS_DIR, DEFAULT_CONFIG, MODEL_CONFIG, REPO_ROOT, read_config
+from scripts.settings import ARTIFACTS_DIR, DEFAULT_CONFIG, MODEL_CONFIG, REPO_ROOT, ServerConfig, read_config
 from training.run import RUN_FILES, check_run
 
 HANDLER = REPO_ROOT / "handler" / "animals_handler.py"
@@ -95,16 +95,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_archive(archive: Path, source: ModelSource, version: str = DEFAULT_VERSION) -> Path:
-    """Build `archive` from `source`; written to a temporary name first, so a failed build leaves no half archive."""
+def build_archive(archive: Path, source: ModelSource, model_name: str, version: str = DEFAULT_VERSION) -> Path:
+    """Build `archive` from `source`; written to a temporary name first, so a failed build leaves no half archive.
+
+    Every archive registers as `model_name` whatever its file is called (animals-2.0.mar is version 2.0 of animals).
+    """
     archive.parent.mkdir(parents=True, exist_ok=True)
     print(f"Building {archive} (version {version}) from {source.description}")
     with tempfile.TemporaryDirectory(prefix="archive-", dir=archive.parent) as work:
         stage = Path(work) / "stage"
         weights = _stage_model(source, stage)
         shutil.copytree(SHARED_PACKAGE, stage / "animals", ignore=shutil.ignore_patterns("__pycache__"))
-        _run_archiver(archive.stem, version, weights, stage, Path(work))
-        os.replace(Path(work) / archive.name, archive)
+        _run_archiver(model_name, version, weights, stage, Path(work))
+        os.replace(Path(work) / f"{model_name}.mar", archive)
     record = {"source": source.description, "version": version, "sha256": sha256_of(archive)}
     record_path(archive).write_text(json.dumps(record, indent=2) + "\n")
     print(f"Built {archive} ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record['sha256'][:16]}...)")
@@ -145,12 +148,12 @@ def _run_archiver(name: str, version: str, weights: Path, stage: Path, export: P
         raise UserError(f"torch-model-archiver failed: {result.stderr.strip().splitlines()[-1:]}")
 
 
-def ensure_archive(archive: Path, source: ModelSource, version: str = DEFAULT_VERSION) -> None:
-    """Build the archive only when it is missing or out of date."""
-    if is_stale(archive, source):
-        build_archive(archive, source, version)
+def ensure_archive(config: ServerConfig, source: ModelSource) -> None:
+    """Build the config's archive only when it is missing or out of date."""
+    if is_stale(config.archive, source):
+        build_archive(config.archive, source, config.model_name)
     else:
-        print(f"{archive} is up to date ({source.description})")
+        print(f"{config.archive} is up to date ({source.description})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,14 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default=DEFAULT_VERSION, help="the archive's model version (default: %(default)s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
     parser.add_argument("--output", type=Path, help="archive path (default: the config's model store/animals.mar)")
-    parser.add_argument("--if-stale", action="store_true", help="only build when the archive is missing or out of date")
     args = parser.parse_args(argv)
-    archive = args.output or read_config(args.config).archive
+    config = read_config(args.config)
     source = choose_source(args.run, args.imagenet)
-    if args.if_stale:
-        ensure_archive(archive, source, args.version)
-    else:
-        build_archive(archive, source, args.version)
+    build_archive(args.output or config.archive, source, config.model_name, args.version)
     return 0
 
 

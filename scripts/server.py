@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "start":
         if running_pid(config) is None:
             source = choose_source(args.run)
-            ensure_archive(config.archive, source)
+            ensure_archive(config, source)
             print(f"Serving {source.description}")
         if start(config, args.timeout):
             print(examples(config))

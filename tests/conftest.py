@@ -34,7 +34,7 @@ def reference(tiny_run: Path) -> Predictor:
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator[Client]:
     """One TorchServe on free loopback ports serving the tiny run's archive, shared by the session's tests."""
     config = write_config(tmp_path_factory.mktemp("torchserve"))
-    build_archive(config.archive, trained_run_source(tiny_run))
+    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
     try:
         start(config, timeout_s=180)
         yield Client(config)

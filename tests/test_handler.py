@@ -18,7 +18,7 @@ from tests import corpus
 def model_dir(tmp_path_factory, tiny_run) -> Path:
     """The tiny run's archive, unpacked as TorchServe unpacks it for a worker."""
     work = tmp_path_factory.mktemp("handler")
-    archive = build_archive(work / "animals.mar", trained_run_source(tiny_run))
+    archive = build_archive(work / "animals.mar", trained_run_source(tiny_run), "animals")
     with zipfile.ZipFile(archive) as packed:
         packed.extractall(work / "model")
     return work / "model"
