@@ -14,11 +14,14 @@ VERSION ?= 1.0
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(RUNTIME): requirements.txt scripts/bootstrap.sh
-	scripts/bootstrap.sh requirements.txt $@
+$(RUNTIME): requirements.txt scripts/bootstrap.sh scripts/protos.py
+	scripts/bootstrap.sh requirements.txt
+	$(PYTHON) -m scripts.protos
+	touch $@
 
 $(DEV): $(RUNTIME) requirements-dev.txt
-	scripts/bootstrap.sh requirements-dev.txt $@
+	scripts/bootstrap.sh requirements-dev.txt
+	touch $@
 
 install: $(RUNTIME) ## create .venv and install what serving needs
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install a requirements file into it, after checking the tools TorchServe needs.
-# Usage: scripts/bootstrap.sh REQUIREMENTS_FILE STAMP_FILE
+# Usage: scripts/bootstrap.sh REQUIREMENTS_FILE
 set -euo pipefail
 requirements=$1
-stamp=$2
 venv=.venv
 
 fail() { echo "error: $*" >&2; exit 1; }
@@ -23,4 +22,3 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 echo "Installing $requirements into $venv (torch is large: the first time takes a few minutes)"
 "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar on -r "$requirements"
-touch "$stamp"
