@@ -17,6 +17,7 @@ from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 from animals.payload import image_bytes
 from animals.preprocessing import MAX_PIXELS, decode_image, eval_transform
+from animals.serving_metrics import record_batch, stopwatch
 
 DEFAULT_TOP_K = 5
 
@@ -39,9 +40,14 @@ class AnimalsHandler(BaseHandler):
 
     def handle(self, data: list[dict], context) -> list:
         self.context = context
-        batch = self.preprocess(data)
-        probabilities = self.inference(batch)
-        return self.postprocess(probabilities, batch)
+        with stopwatch() as preprocessing:
+            batch = self.preprocess(data)
+        with stopwatch() as inferring:
+            probabilities = self.inference(batch)
+        answers = self.postprocess(probabilities, batch)
+        top_labels = [next(iter(answers[position])) for position in batch.positions]
+        record_batch(context.metrics, batch, preprocessing.milliseconds, inferring.milliseconds, top_labels)
+        return answers
 
     def preprocess(self, data: list[dict]) -> Batch:
         batch = Batch(size=len(data))
