@@ -27,6 +27,7 @@ STOP_TIMEOUT_S = 60
 LOG_TAIL_LINES = 30
 PID_FILE = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
+SNAPSHOT_PROPERTY = "model_snapshot="
 JAVA_INSTALL_HINT = "install it with: sudo apt-get install openjdk-17-jre-headless"
 
 
@@ -75,7 +76,7 @@ def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S) -> bool:
     command = [
         str(Path(sys.executable).with_name("torchserve")),
         "--start",
-        "--ts-config", str(config.path),
+        "--ts-config", str(with_last_snapshot(config)),
         "--model-store", str(config.model_store),
     ]  # fmt: skip
     log_offset = log_size(config)
@@ -83,6 +84,24 @@ def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S) -> bool:
         subprocess.run(command, cwd=config.home, env=server_env(config), stdout=output, stderr=output, check=True)
     wait_until_ready(config, timeout_s, log_offset)
     return True
+
+
+def with_last_snapshot(config: ServerConfig) -> Path:
+    """The config to start with: config.properties plus the models of TorchServe's last snapshot, if there is one.
+
+    TorchServe restores its last snapshot (registered versions, defaults, workers) only when started without a config
+    file; we always pass one, so the snapshot's `model_snapshot` line is carried into a copy of the current config.
+    """
+    snapshots = sorted((config.log_dir / "config").glob("*.cfg"))
+    if not snapshots:
+        return config.path
+    models = [line for line in snapshots[-1].read_text().splitlines() if line.startswith(SNAPSHOT_PROPERTY)]
+    merged = config.log_dir / "restored.properties"
+    merged.write_text(
+        config.path.read_text() + "\n# Restored from " + snapshots[-1].name + "\n" + "\n".join(models) + "\n"
+    )
+    print(f"Restoring the registered models of {snapshots[-1].name}")
+    return merged
 
 
 def wait_until_ready(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, log_offset: int = 0) -> None:
@@ -204,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         if running_pid(config) is None:
             source = choose_source(args.run)
             ensure_archive(config, source)
-            print(f"Serving {source.description}")
+            print(f"Serving {source.description} as {config.archive.name}")
         if start(config, args.timeout):
             print(examples(config))
     elif args.command == "stop":
