@@ -10,6 +10,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.properties"
 MODEL_CONFIG = REPO_ROOT / "model-config.yaml"
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"
+SAMPLE_IMAGES = REPO_ROOT.parent / "shared" / "data" / "animals10-sample"
 
 
 @dataclass(frozen=True)

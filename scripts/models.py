@@ -1,0 +1,114 @@
+"""Manage the animals model's versions and call it, over TorchServe's REST (default) or gRPC APIs.
+
+Address and tokens come from config.properties and TorchServe's key file; --url and --token override them.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from animals import cli
+from animals.errors import UserError
+from scripts.rest_client import RestClient, Tokens
+from scripts.rollout import rollback, rollout, switch_default
+from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
+from scripts.versions import install_archive
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.models", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config (default: %(default)s)")
+    parser.add_argument("--url", help="management API address (default: from the config)")
+    parser.add_argument("--token", help="bearer token to send (default: read from TorchServe's key file)")
+    parser.add_argument("--grpc", action="store_true", help="use TorchServe's gRPC APIs instead of REST")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("ping", help="is the server healthy?")
+    commands.add_parser("list", help="registered versions, their workers, and the default")
+    describe = commands.add_parser("describe", help="a version's full description (default: the default version)")
+    describe.add_argument("version", nargs="?")
+    register = commands.add_parser("register", help="check an archive built by `make archive` and register it")
+    register.add_argument("archive", type=Path)
+    register.add_argument("--version", help="fail unless the archive is this version")
+    register.add_argument("--batch-size", type=int, help="override model-config.yaml's batchSize")
+    register.add_argument("--max-batch-delay", type=int, help="override maxBatchDelay (ms)")
+    register.add_argument("--workers", type=int, default=1, help="initial workers (default: %(default)s)")
+    scale = commands.add_parser("scale", help="set a version's minimum and maximum workers")
+    scale.add_argument("version", nargs="?")
+    scale.add_argument("--min", type=int, required=True, dest="min_workers")
+    scale.add_argument("--max", type=int, required=True, dest="max_workers")
+    set_default = commands.add_parser("set-default", help="make a version answer /predictions/animals")
+    set_default.add_argument("version")
+    unregister = commands.add_parser("unregister", help="remove a version")
+    unregister.add_argument("version")
+    predict = commands.add_parser("predict", help="classify an image")
+    predict.add_argument("image", type=Path)
+    predict.add_argument("--version", help="ask this version (default: the default version)")
+    predict.add_argument("--top-k", type=int, default=5, help="labels to show, at most 5 (default: %(default)s)")
+    roll = commands.add_parser("rollout", help="register a new version, check it on sample images, make it default")
+    roll.add_argument("archive", type=Path)
+    roll.add_argument("--images", type=Path, default=SAMPLE_IMAGES, help="images to check (default: %(default)s)")
+    roll.add_argument("--expected", type=Path, help='JSON {"image path relative to --images": "label"} to agree with')
+    roll.add_argument("--min-agreement", type=float, default=0.9, help="top-1 agreement needed (default: %(default)s)")
+    commands.add_parser("rollback", help="make the previous default version the default again")
+    return parser
+
+
+def make_client(args: argparse.Namespace, config) -> object:
+    tokens = Tokens(config, args.token)
+    if args.grpc:
+        from scripts.grpc_client import GrpcClient  # imported here: the stubs are only needed for --grpc
+
+        return GrpcClient(config, tokens)
+    return RestClient(config, tokens, args.url)
+
+
+def print_versions(client, default: str) -> None:
+    for description in client.describe("all"):
+        version = description["modelVersion"]
+        workers = ", ".join(worker["status"] for worker in description.get("workers", [])) or "no workers"
+        marker = "*" if version == default else " "
+        print(f"{marker} {description['modelName']} {version:<8} {description['modelUrl']:<24} {workers}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    config = read_config(args.config)
+    client = make_client(args, config)
+    if args.command == "ping":
+        print(client.ping())
+    elif args.command == "list":
+        print_versions(client, client.describe()[0]["modelVersion"])
+    elif args.command == "describe":
+        print(json.dumps(client.describe(args.version), indent=2))
+    elif args.command == "register":
+        name, version = install_archive(args.archive, config, args.version)
+        print(f"Registering {name} as {config.model_name} version {version}")
+        print(client.register(name, args.workers, args.batch_size, args.max_batch_delay))
+    elif args.command == "scale":
+        print(client.scale(args.version, args.min_workers, args.max_workers))
+    elif args.command == "set-default":
+        print(switch_default(client, config, args.version))
+    elif args.command == "unregister":
+        print(client.unregister(args.version))
+    elif args.command == "predict":
+        if not 1 <= args.top_k <= 5:
+            raise UserError("--top-k must be between 1 and 5 (the server answers the top 5)")
+        answer = client.predict(read_image(args.image), args.version)
+        print(json.dumps(dict(list(answer.items())[: args.top_k]), indent=2))
+    elif args.command == "rollout":
+        rollout(client, config, args.archive, args.images, args.expected, args.min_agreement)
+    elif args.command == "rollback":
+        rollback(client, config)
+    return 0
+
+
+def read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from error
+
+
+if __name__ == "__main__":
+    cli.run(main)

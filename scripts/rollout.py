@@ -1,0 +1,111 @@
+"""Roll a new model version out behind the current default, or roll back to the previous default.
+
+rollout: register the new version beside the default, send it the sample images, check every answer is well formed
+(and, given expected labels, that enough top-1 labels agree), then make it the default. When a check fails, the new
+version is unregistered and the old default keeps serving.
+"""
+
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+from animals.errors import UserError
+from animals.labels import read_index_to_name
+from scripts.settings import ServerConfig
+from scripts.versions import install_archive, previous_default, push_history
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+class CheckFailed(Exception):
+    """The new version gave an answer that does not pass the rollout checks."""
+
+
+def rollout(
+    client, config: ServerConfig, archive: Path, images: Path, expected: Path | None, min_agreement: float
+) -> str:
+    """Register, check and promote `archive`; return the new default version."""
+    samples = sample_images(images)
+    labels = json.loads(expected.read_text()) if expected else None
+    current = client.describe()[0]["modelVersion"]
+    name, version = install_archive(archive, config)
+    print(f"Current default: {current}. Registering {name} as version {version}")
+    try:
+        print(f"  {client.register(name, workers=1, batch_size=None, max_batch_delay=None)}")
+        answers = {path: client.predict(path.read_bytes(), version) for path in samples}
+        print(f"Checking {len(answers)} answers of version {version}")
+        check_answers(answers, valid_labels(archive))
+        if labels is not None:
+            check_agreement(answers, labels, images, min_agreement)
+    except (CheckFailed, UserError) as failure:
+        print(f"Check failed: {failure}")
+        print(f"  Unregistering {version}: {unregister_quietly(client, version)}")
+        raise UserError(f"rollout of version {version} stopped; version {current} is still the default") from failure
+    print(f"Making {version} the default: {switch_default(client, config, version)}")
+    return version
+
+
+def switch_default(client, config: ServerConfig, version: str) -> str:
+    """Make `version` the default, remembering the one it replaces for `rollback`."""
+    push_history(config, client.describe()[0]["modelVersion"])
+    answer = client.set_default(version)
+    push_history(config, version)
+    return answer
+
+
+def unregister_quietly(client, version: str) -> str:
+    """Unregister a failed version; a version TorchServe already dropped is fine."""
+    try:
+        return client.unregister(version)
+    except UserError as error:
+        return f"not registered ({error})"
+
+
+def rollback(client, config: ServerConfig) -> str:
+    """Make the previous default version the default again; return it."""
+    current = client.describe()[0]["modelVersion"]
+    registered = {description["modelVersion"] for description in client.describe("all")}
+    previous = previous_default(config, current, registered)
+    print(f"Rolling back from {current} to {previous}: {client.set_default(previous)}")
+    push_history(config, previous)
+    return previous
+
+
+def sample_images(folder: Path) -> list[Path]:
+    images = sorted(path for path in Path(folder).rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise UserError(f"no sample images in {folder}; pass --images DIR")
+    return images
+
+
+def valid_labels(archive: Path) -> set[str]:
+    """The class names the archive's model answers with."""
+    with tempfile.TemporaryDirectory() as work, zipfile.ZipFile(archive) as packed:
+        return set(read_index_to_name(Path(packed.extract("index_to_name.json", work))))
+
+
+def check_answers(answers: dict[Path, object], labels: set[str]) -> None:
+    """Every answer is a non-empty {label: probability} of known labels, probabilities in [0, 1], highest first."""
+    for path, answer in answers.items():
+        if not isinstance(answer, dict) or not answer:
+            raise CheckFailed(f"{path.name}: the answer is not a label-to-probability object: {answer!r}")
+        probabilities = list(answer.values())
+        if not set(answer) <= labels:
+            raise CheckFailed(f"{path.name}: unknown labels {sorted(set(answer) - labels)}")
+        if not all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probabilities) or sum(probabilities) > 1.001:
+            raise CheckFailed(f"{path.name}: probabilities are not in [0, 1] or sum above 1: {probabilities}")
+        if probabilities != sorted(probabilities, reverse=True):
+            raise CheckFailed(f"{path.name}: labels are not ordered by probability")
+
+
+def check_agreement(answers: dict[Path, dict], expected: dict[str, str], root: Path, minimum: float) -> None:
+    """Top-1 labels agree with the expected ones on at least `minimum` of the images that have one."""
+    compared = [(next(iter(answer)), expected[str(path.relative_to(root))]) for path, answer in answers.items()
+                if str(path.relative_to(root)) in expected]  # fmt: skip
+    if not compared:
+        raise CheckFailed("the expected-labels file names none of the sample images")
+    agreement = sum(got == want for got, want in compared) / len(compared)
+    print(f"  top-1 agreement with the expected labels: {agreement:.1%} on {len(compared)} images")
+    if agreement < minimum:
+        raise CheckFailed(f"top-1 agreement {agreement:.1%} is below the required {minimum:.1%}")
