@@ -1,5 +1,6 @@
 """Test helpers: small real models, a TorchServe config on free loopback ports, and an HTTP client for it."""
 
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,10 @@ import torch
 
 from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, build_model
-from scripts.settings import DEFAULT_CONFIG, ServerConfig, read_config, read_keys
+from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config, read_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "animals10-sample"
+SAMPLE_DIR = SAMPLE_IMAGES
 TINY_SPEC = ModelSpec(arch="vgg16", width=1 / 16)
 HTTP_TIMEOUT_S = 60
 PORT_KEYS = {
@@ -58,6 +59,7 @@ def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) ->
         lines.append(f"{key}={values.pop(key)}" if key in values else line)
     lines += [f"{key}={value}" for key, value in values.items()]
     (home / "config.properties").write_text("\n".join(lines) + "\n")
+    shutil.copy2(source.parent / "metrics.yaml", home / "metrics.yaml")
     return read_config(home / "config.properties")
 
 

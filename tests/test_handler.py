@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 from ts.context import Context, RequestProcessor
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from animals.labels import ANIMALS
 from handler.animals_handler import AnimalsHandler
 from scripts.archive import build_archive, trained_run_source
 from tests import corpus
+from tests.support import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,13 @@ def handler(model_dir) -> AnimalsHandler:
 def context_for(model_dir: Path, batch_size: int) -> Context:
     manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
     model_yaml = yaml.safe_load((model_dir / "model-config.yaml").read_text())
-    context = Context("animals", str(model_dir), manifest, batch_size, None, "0.12.0", model_yaml_config=model_yaml)
+    metrics = MetricsCacheYamlImpl(str(REPO_ROOT / "metrics.yaml"))
+    metrics.initialize_cache()
+    metrics.model_name = "animals"
+    context = Context("animals", str(model_dir), manifest, batch_size, None, "0.12.0", True, metrics, model_yaml)
     context.request_processor = [RequestProcessor({}) for _ in range(batch_size)]
+    context.request_ids = {index: f"request-{index}" for index in range(batch_size)}
+    metrics.request_ids = context.request_ids
     return context
 
 
