@@ -59,6 +59,11 @@ IMAGENET_CLASSES_BY_ANIMAL = {
 }
 
 
+def english_name(folder: str) -> str:
+    """Animals-10's Italian folder names in English; any other class folder keeps its name."""
+    return ITALIAN_TO_ENGLISH.get(folder.lower(), folder)
+
+
 def imagenet_indices_by_animal(imagenet_categories: list[str]) -> dict[str, list[int]]:
     """Map each animal to the ImageNet class indices whose probabilities add up to it."""
     index_of = {name: i for i, name in enumerate(imagenet_categories)}

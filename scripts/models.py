@@ -48,7 +48,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     roll = commands.add_parser("rollout", help="register a new version, check it on sample images, make it default")
     roll.add_argument("archive", type=Path)
     roll.add_argument("--images", type=Path, default=SAMPLE_IMAGES, help="images to check (default: %(default)s)")
-    roll.add_argument("--expected", type=Path, help='JSON {"image path relative to --images": "label"} to agree with')
+    roll.add_argument(
+        "--expected",
+        metavar="FILE|folders",
+        help='labels to agree with: JSON {"path relative to --images": "label"}, or "folders" for class folder names',
+    )
     roll.add_argument("--min-agreement", type=float, default=0.9, help="top-1 agreement needed (default: %(default)s)")
     commands.add_parser("rollback", help="make the previous default version the default again")
     return parser

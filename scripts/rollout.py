@@ -10,8 +10,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from tqdm import tqdm
+
 from animals.errors import UserError
-from animals.labels import read_index_to_name
+from animals.labels import english_name, read_index_to_name
 from scripts.settings import ServerConfig
 from scripts.versions import install_archive, previous_default, push_history
 
@@ -23,17 +25,18 @@ class CheckFailed(Exception):
 
 
 def rollout(
-    client, config: ServerConfig, archive: Path, images: Path, expected: Path | None, min_agreement: float
+    client, config: ServerConfig, archive: Path, images: Path, expected: str | None, min_agreement: float
 ) -> str:
     """Register, check and promote `archive`; return the new default version."""
     samples = sample_images(images)
-    labels = json.loads(expected.read_text()) if expected else None
+    labels = expected_labels(expected, samples, images) if expected else None
     current = client.describe()[0]["modelVersion"]
     name, version = install_archive(archive, config)
     print(f"Current default: {current}. Registering {name} as version {version}")
     try:
         print(f"  {client.register(name, workers=1, batch_size=None, max_batch_delay=None)}")
-        answers = {path: client.predict(path.read_bytes(), version) for path in samples}
+        progress = tqdm(samples, desc=f"asking version {version}", unit="image", leave=False, disable=None)
+        answers = {path: client.predict(path.read_bytes(), version) for path in progress}
         print(f"Checking {len(answers)} answers of version {version}")
         check_answers(answers, valid_labels(archive))
         if labels is not None:
@@ -70,6 +73,16 @@ def rollback(client, config: ServerConfig) -> str:
     print(f"Rolling back from {current} to {previous}: {client.set_default(previous)}")
     push_history(config, previous)
     return previous
+
+
+def expected_labels(source: str, samples: list[Path], root: Path) -> dict[str, str]:
+    """Expected top-1 labels by image path relative to `root`: from a JSON file, or "folders" for class folders."""
+    if source == "folders":
+        return {str(path.relative_to(root)): english_name(path.parent.name) for path in samples}
+    try:
+        return json.loads(Path(source).read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"--expected {source}: not a readable JSON file of image paths to labels") from error
 
 
 def sample_images(folder: Path) -> list[Path]:

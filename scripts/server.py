@@ -18,7 +18,7 @@ import psutil
 from animals import cli
 from animals.errors import UserError
 from scripts.archive import choose_source, ensure_archive
-from scripts.settings import DEFAULT_CONFIG, ServerConfig, read_config, read_keys
+from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config, read_keys
 
 READY_TIMEOUT_S = 300
 POLL_INTERVAL_S = 1.0
@@ -193,12 +193,13 @@ def examples(config: ServerConfig) -> str:
     """Ready-to-paste requests for a running server."""
     keys = read_keys(config)
     url = f"{config.inference_url}/predictions/{config.model_name}"
+    photo = next(iter(sorted(SAMPLE_IMAGES.glob("*/*.jp*g"))), Path("photo.jpg"))
     return "\n".join(
         [
             "Try it:",
             f"  TOKEN={keys['inference']}",
-            f'  curl -H "Authorization: Bearer $TOKEN" -T ../shared/data/animals10-sample/gatto/<photo>.jpeg {url}',
-            f'  curl -H "Authorization: Bearer $TOKEN" -F "data=@photo.jpg" {url}',
+            f'  curl -H "Authorization: Bearer $TOKEN" -T {photo} {url}',
+            f'  curl -H "Authorization: Bearer $TOKEN" -F "data=@{photo}" {url}',
             f"  (tokens are in {config.key_file}; `make token` prints the current inference token)",
             "Stop it with: make stop",
         ]

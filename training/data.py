@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from animals.errors import BadInput, UserError
-from animals.labels import ITALIAN_TO_ENGLISH
+from animals.labels import english_name
 from animals.preprocessing import decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -49,11 +49,6 @@ class Split:
         document = json.loads(Path(path).read_text())
         parts = {name: [(rel, label) for rel, label in items] for name, items in document["parts"].items()}
         return cls(Path(root or document["root"]), document["class_names"], parts)
-
-
-def english_name(folder: str) -> str:
-    """Animals-10's Italian folder names in English; any other class folder keeps its name."""
-    return ITALIAN_TO_ENGLISH.get(folder.lower(), folder)
 
 
 def class_folders(root: Path) -> dict[str, Path]:
