@@ -125,7 +125,9 @@ def wait_until_ready(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, l
         print(".", end="", flush=True)
         time.sleep(POLL_INTERVAL_S)
     print()
-    raise UserError(f"model {config.model_name!r} {problem}.\n{log_tail(config)}")
+    tail = log_tail(config)
+    stop(config)
+    raise UserError(f"model {config.model_name!r} {problem}; TorchServe was stopped.\n{tail}")
 
 
 def log_size(config: ServerConfig) -> int:
