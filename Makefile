@@ -10,7 +10,7 @@ VERSION ?= 1.0
 OUTPUT ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test lint format
+.PHONY: help install serve stop status token archive train test lint format soak
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,3 +55,6 @@ lint: $(DEV) ## ruff check and format check
 format: $(DEV) ## ruff fix and format
 	$(PYTHON) -m ruff check --fix .
 	$(PYTHON) -m ruff format .
+
+soak: $(RUNTIME) ## soak the running server: 20,000 checked requests, photos and bad inputs (ARGS="--requests N")
+	$(PYTHON) -m benchmarks.soak --config $(CONFIG) $(ARGS)
