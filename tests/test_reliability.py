@@ -1,0 +1,162 @@
+"""Load, faults, hostile input and access control against a real TorchServe, bounded in count and time."""
+
+import ipaddress
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+
+from animals import cli
+from benchmarks.soak import soak
+from scripts import models
+from scripts.archive import build_archive, trained_run_source
+from scripts.rest_client import RestClient, Tokens
+from scripts.server import running_pid, start, stop
+from scripts.settings import ServerConfig
+from tests import corpus
+from tests.support import HTTP_TIMEOUT_S, SAMPLE_DIR, Client, make_run, write_config
+
+RECOVERY_BOUND_S = 60
+FAIL_FAST_TIMEOUT_S = 10
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_run) -> Iterator[ServerConfig]:
+    """A TorchServe of its own: these tests kill its worker and register broken versions."""
+    config = write_config(tmp_path_factory.mktemp("reliability") / "server")
+    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
+    try:
+        start(config, timeout_s=180)
+        yield config
+    finally:
+        stop(config)
+
+
+def worker_pids(config: ServerConfig) -> list[int]:
+    return [worker["pid"] for worker in RestClient(config, Tokens(config)).describe()[0]["workers"]]
+
+
+def test_load_with_bad_inputs_answers_every_request_correctly(served, capsys):
+    result = soak(served.config, total=2000, concurrency=16, images=SAMPLE_DIR, deadline_s=300)
+    with capsys.disabled():
+        print(f"\n  load: {result.report()}")
+    assert len(result.outcomes) == 2000
+    assert result.by_kind() == {"ok": 2000}
+
+
+def test_hostile_inputs_get_their_status_and_the_worker_survives(server):
+    client = Client(server)
+    before = worker_pids(server)
+    for name, body in corpus.valid_images().items():
+        assert client.predict(body).status_code == 200, name
+    for name, body in corpus.invalid_inputs().items():
+        response = client.predict(body)
+        assert response.status_code == 400 and response.json()["message"], name
+    malformed = b'--xyz\r\nContent-Disposition: form-data; name="data"\r\n\r\nno closing boundary'
+    headers = client.headers() | {"Content-Type": "multipart/form-data; boundary=xyz"}
+    assert 400 <= client.predict(malformed, headers=headers).status_code < 500
+    assert client.predict(b"\0" * (int(server.properties["max_request_size"]) + 1)).status_code == 413
+    assert worker_pids(server) == before
+
+
+def test_a_killed_worker_is_replaced_and_the_gap_fails_fast(server, samples):
+    client = Client(server)
+    photo = samples[0].read_bytes()
+    victim = worker_pids(server)[0]
+
+    def send(_: int) -> str:
+        try:
+            return str(client.predict(photo).status_code)
+        except requests.Timeout:
+            return "timeout"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        during = pool.map(send, range(40))
+        time.sleep(0.2)
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        statuses = list(during)
+    while worker_pids(server) in ([], [victim]) or client.predict(photo).status_code != 200:
+        assert time.monotonic() - killed_at < RECOVERY_BOUND_S, "the worker did not come back"
+        time.sleep(0.5)
+    recovery_s = time.monotonic() - killed_at
+    print(f"worker recovered in {recovery_s:.1f} s")
+    assert "timeout" not in statuses and all(status == "200" or status.startswith("5") for status in statuses)
+    assert worker_pids(server) != [victim]
+    assert all(client.predict(photo).status_code == 200 for _ in range(5))
+
+
+def test_a_version_whose_workers_cannot_start_answers_at_once(server, tmp_path, samples, capsys):
+    broken_run = make_run(tmp_path / "broken", seed=4)
+    (broken_run / "model.pt").write_bytes(b"not a state dict")
+    broken = build_archive(tmp_path / "broken.mar", trained_run_source(broken_run), "animals", "9.0")
+    with pytest.raises(SystemExit) as exited:
+        cli.run(models.main, ["--config", str(server.path), "register", str(broken)])
+    assert exited.value.code == 1 and "Failed to start workers" in capsys.readouterr().err
+    url = f"{server.inference_url}/predictions/animals/9.0"
+    response = requests.post(
+        url, data=samples[0].read_bytes(), headers=Client(server).headers(), timeout=FAIL_FAST_TIMEOUT_S
+    )
+    assert response.status_code == 503
+    assert Client(server).predict(samples[0].read_bytes()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/animals.mar", "http://127.0.0.1:9/animals.mar", "file:///etc/passwd", "/tmp/other.mar"],
+)
+def test_registration_from_outside_the_model_store_is_refused(server, url):
+    headers = Client(server).headers("management")
+    params = {"url": url, "model_name": "animals", "synchronous": "true"}
+    response = requests.post(f"{server.management_url}/models", params=params, headers=headers, timeout=HTTP_TIMEOUT_S)
+    assert response.status_code == 404
+    assert "allowed URL" in response.text or "Model not found" in response.text
+
+
+def test_a_tampered_archive_is_refused(server, tmp_path, tiny_run, capsys):
+    archive = build_archive(tmp_path / "v7.mar", trained_run_source(tiny_run), "animals", "7.0")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(SystemExit) as exited:
+        cli.run(models.main, ["--config", str(server.path), "register", str(archive)])
+    error = capsys.readouterr().err
+    assert exited.value.code == 1 and "does not match the SHA-256" in error
+    assert "7.0" not in {d["modelVersion"] for d in RestClient(server, Tokens(server)).describe("all")}
+
+
+def test_every_port_listens_on_loopback_only(server):
+    frontend = psutil.Process(running_pid(server))
+    listening = [c.laddr for c in frontend.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert len(listening) == 5
+    for address in listening:
+        ip = ipaddress.ip_address(address.ip)
+        assert (getattr(ip, "ipv4_mapped", None) or ip).is_loopback, address
+
+
+def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
+    """Keys last token_expiration_min; an expired key is refused, and the API key renews it."""
+    config = write_config(tmp_path / "server", token_expiration_min="1")
+    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
+    photo = samples[0].read_bytes()
+    try:
+        start(config, timeout_s=180)
+        client = Client(config)
+        old = client.headers()
+        assert client.predict(photo, headers=old).status_code == 200
+        time.sleep(62)
+        expired = client.predict(photo, headers=old)
+        assert expired.status_code == 400 and expired.json()["type"] == "InvalidKeyException"
+        renewal = requests.post(
+            f"{config.management_url}/token", params={"type": "inference"}, headers=client.headers("API"),
+            timeout=HTTP_TIMEOUT_S,
+        )  # fmt: skip
+        assert renewal.status_code == 200
+        assert client.headers() != old and client.predict(photo).status_code == 200
+    finally:
+        stop(config)
