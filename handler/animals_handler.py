@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
+from animals.acceleration import InferenceSettings, as_input, prepare
 from animals.batch import Batch
 from animals.errors import BadInput
 from animals.labels import read_index_to_name
@@ -31,7 +32,9 @@ class AnimalsHandler(BaseHandler):
         settings = (context.model_yaml_config or {}).get("handler", {})
         self.device = _device(properties.get("gpu_id"))
         spec = ModelSpec.load(model_dir / "model.json")
-        self.model = load_model(spec, model_dir / context.manifest["model"]["serializedFile"], self.device)
+        model = load_model(spec, model_dir / context.manifest["model"]["serializedFile"], self.device)
+        self.acceleration = InferenceSettings.from_config(settings)
+        self.model, self.dtype = prepare(model, self.acceleration, self.device)
         self.labels = read_index_to_name(model_dir / "index_to_name.json")
         self.top_k = min(int(settings.get("top_k", DEFAULT_TOP_K)), len(self.labels))
         self.max_pixels = int(settings.get("max_image_pixels", MAX_PIXELS))
@@ -65,8 +68,8 @@ class AnimalsHandler(BaseHandler):
         if not batch.images:
             return torch.empty(0, len(self.labels))
         with torch.inference_mode():
-            logits = self.model(torch.stack(batch.images).to(self.device))
-            return logits.float().softmax(dim=1).cpu()
+            images = as_input(torch.stack(batch.images), self.dtype, self.acceleration, self.device)
+            return self.model(images).float().softmax(dim=1).cpu()
 
     def postprocess(self, probabilities: torch.Tensor, batch: Batch) -> list:
         answers: list = [None] * batch.size

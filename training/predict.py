@@ -8,22 +8,27 @@ from pathlib import Path
 import torch
 
 from animals import cli
+from animals.acceleration import InferenceSettings, as_input, prepare
 from animals.errors import BadInput, UserError
 from animals.preprocessing import decode_image, eval_transform
 from training.run import load_run_model
+
+FP32 = InferenceSettings(precision="fp32", channels_last=False)
 
 
 class Predictor:
     """A run's model with the serving preprocessing; the in-process reference for served answers."""
 
-    def __init__(self, run: Path, device: torch.device | str = "cpu") -> None:
-        self.model, self.class_names = load_run_model(run, device)
-        self.device = device
+    def __init__(self, run: Path, device: str = "cpu", settings: InferenceSettings = FP32) -> None:
+        model, self.class_names = load_run_model(run, device)
+        self.device = torch.device(device)
+        self.settings = settings
+        self.model, self.dtype = prepare(model, settings, self.device)
         self.transform = eval_transform()
 
     @torch.inference_mode()
     def probabilities(self, image: bytes) -> torch.Tensor:
-        tensor = self.transform(decode_image(image)).unsqueeze(0).to(self.device)
+        tensor = as_input(self.transform(decode_image(image)).unsqueeze(0), self.dtype, self.settings, self.device)
         return self.model(tensor).float().softmax(dim=1)[0].cpu()
 
     def top1(self, image: bytes) -> str:
