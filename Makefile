@@ -8,6 +8,7 @@ DATA ?=
 ARGS ?=
 VERSION ?= 1.0
 OUTPUT ?=
+PRECISION ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install serve stop status token archive train test lint format soak
@@ -38,8 +39,8 @@ status: $(RUNTIME) ## say whether TorchServe runs
 token: $(RUNTIME) ## print the current inference token
 	@$(PYTHON) -m scripts.server --config $(CONFIG) token
 
-archive: $(RUNTIME) ## build model_store/animals.mar (RUN=artifacts/RUN VERSION=x.y OUTPUT=other.mar)
-	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) --version $(VERSION) $(if $(OUTPUT),--output $(OUTPUT))
+archive: $(RUNTIME) ## build model_store/animals.mar (RUN=artifacts/RUN VERSION=x.y OUTPUT=o.mar PRECISION=fp32)
+	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) --version $(VERSION) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION))
 
 train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epochs 3 ...")
 	$(if $(DATA),,$(error DATA is required: make train DATA=path/to/animals10))

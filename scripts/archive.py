@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from animals import cli
+from animals.acceleration import PRECISIONS
 from animals.errors import UserError
 from animals.labels import ANIMALS, imagenet_indices_by_animal, write_index_to_name
 from animals.model import imagenet_zero_shot
@@ -95,10 +97,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_archive(archive: Path, source: ModelSource, model_name: str, version: str = DEFAULT_VERSION) -> Path:
+def build_archive(
+    archive: Path,
+    source: ModelSource,
+    model_name: str,
+    version: str = DEFAULT_VERSION,
+    precision: str | None = None,
+) -> Path:
     """Build `archive` from `source`; written to a temporary name first, so a failed build leaves no half archive.
 
     Every archive registers as `model_name` whatever its file is called (animals-2.0.mar is version 2.0 of animals).
+    `precision` overrides model-config.yaml's handler precision for this archive (fp32, bf16 or auto).
     """
     archive.parent.mkdir(parents=True, exist_ok=True)
     print(f"Building {archive} (version {version}) from {source.description}")
@@ -106,7 +115,8 @@ def build_archive(archive: Path, source: ModelSource, model_name: str, version: 
         stage = Path(work) / "stage"
         weights = _stage_model(source, stage)
         shutil.copytree(SHARED_PACKAGE, stage / "animals", ignore=shutil.ignore_patterns("__pycache__"))
-        _run_archiver(model_name, version, weights, stage, Path(work))
+        model_config = _model_config(Path(work), precision)
+        _run_archiver(model_name, version, weights, stage, model_config, Path(work))
         os.replace(Path(work) / f"{model_name}.mar", archive)
     record = {"source": source.description, "version": version, "sha256": sha256_of(archive)}
     record_path(archive).write_text(json.dumps(record, indent=2) + "\n")
@@ -131,7 +141,20 @@ def _stage_model(source: ModelSource, stage: Path) -> Path:
     return weights
 
 
-def _run_archiver(name: str, version: str, weights: Path, stage: Path, export: Path) -> None:
+def _model_config(work: Path, precision: str | None) -> Path:
+    """model-config.yaml, or a copy of it with the handler's precision replaced."""
+    if precision is None:
+        return MODEL_CONFIG
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    settings = yaml.safe_load(MODEL_CONFIG.read_text())
+    settings["handler"]["precision"] = precision
+    path = work / "model-config.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def _run_archiver(name: str, version: str, weights: Path, stage: Path, model_config: Path, export: Path) -> None:
     command = [
         sys.executable, "-m", "model_archiver.model_packaging",
         "--model-name", name,
@@ -139,7 +162,7 @@ def _run_archiver(name: str, version: str, weights: Path, stage: Path, export: P
         "--serialized-file", str(weights),
         "--handler", str(HANDLER),
         "--extra-files", str(stage),
-        "--config-file", str(MODEL_CONFIG),
+        "--config-file", str(model_config),
         "--archive-format", "zip-store",
         "--export-path", str(export),
     ]  # fmt: skip
@@ -165,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default=DEFAULT_VERSION, help="the archive's model version (default: %(default)s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
     parser.add_argument("--output", type=Path, help="archive path (default: the config's model store/animals.mar)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="override model-config.yaml's handler precision")
     args = parser.parse_args(argv)
     config = read_config(args.config)
     source = choose_source(args.run, args.imagenet)
-    build_archive(args.output or config.archive, source, config.model_name, args.version)
+    build_archive(args.output or config.archive, source, config.model_name, args.version, args.precision)
     return 0
 
 

@@ -40,7 +40,7 @@ def test_predict_evaluate_and_served_agree_on_every_sample(tmp_path, sample_run,
     config = write_config(tmp_path / "server")
     archived = subprocess.run(
         ["make", "--no-print-directory", "-C", str(REPO_ROOT), "archive", f"RUN={sample_run}", "VERSION=2.0",
-         f"CONFIG={config.path}"],
+         "PRECISION=fp32", f"CONFIG={config.path}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert archived.returncode == 0, archived.stderr
