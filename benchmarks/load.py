@@ -4,6 +4,7 @@ Used by the soak test, the reliability tests and the benchmark. Every request ha
 after a request count or a deadline, and only loopback servers are ever targeted.
 """
 
+import socket
 import statistics
 import threading
 import time
@@ -80,3 +81,10 @@ def run_load(
     result.seconds = time.perf_counter() - started
     result.outcomes.sort(key=lambda outcome: outcome.index)
     return result
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

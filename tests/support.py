@@ -1,7 +1,6 @@
 """Test helpers: small real models, a TorchServe config on free loopback ports, and an HTTP client for it."""
 
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 
 from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, build_model
+from benchmarks.load import free_port
 from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config, read_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +41,6 @@ def make_run(run: Path, spec: ModelSpec = TINY_SPEC, seed: int = 0) -> Path:
     spec.save(run / "model.json")
     write_index_to_name(ANIMALS, run / "index_to_name.json")
     return run
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) -> ServerConfig:
