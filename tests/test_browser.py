@@ -1,0 +1,65 @@
+"""The upload page in a real headless Chromium (Debian's), driven by Playwright: choose a photo, submit, see the
+answer. Skipped, loudly, only where Chromium could not be installed."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from benchmarks.load import free_port
+from tests.support import REPO_ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page_url(served):
+    port = free_port()
+    env = os.environ | {"TORCHSERVE_CONFIG": str(served.config.path), "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+    command = [sys.executable, "webapp/manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url, timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_choose_a_photo_and_see_its_label(page_url, samples, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"SKIPPED LOUDLY: no Chromium at {CHROMIUM}; install it with apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(page_url, timeout=30_000)
+            page.set_input_files("#image", str(samples[0]))
+            page.click("button[type=submit]")
+            page.wait_for_selector("#verdict", timeout=60_000)
+            assert page.inner_text("#verdict").startswith("This looks like a ")
+            assert page.is_visible("#photo")
+            assert page.get_attribute("#photo", "src").startswith("data:image/jpeg;base64,")
+            assert page.locator(".bar").count() == 5
+            page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "result.png").read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ClassifierConfig(AppConfig):
+    name = "webapp.classifier"
+    label = "classifier"

@@ -1,0 +1,52 @@
+"""The upload page and its JSON twin. The photo stays in memory: it is shown back as a data URI, never stored."""
+
+import base64
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from webapp.classifier.forms import UploadForm
+from webapp.classifier.predictions import PredictionFailed, classify
+
+TOO_LARGE = 413
+
+
+@require_http_methods(["GET", "POST"])
+def index(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "classifier/index.html", {"form": UploadForm()})
+    form = UploadForm(request.POST, request.FILES)
+    context, status = {"form": form}, 200
+    if not form.is_valid():
+        status = TOO_LARGE if form.has_error("image", "too_large") else 400
+        return render(request, "classifier/index.html", context, status=status)
+    upload = form.cleaned_data["image"]
+    image = upload.read()
+    try:
+        context["prediction"] = classify(image)
+        context["image_uri"] = data_uri(image, upload.content_type)
+    except PredictionFailed as failure:
+        context["error"], status = str(failure), failure.status
+    return render(request, "classifier/index.html", context, status=status)
+
+
+@csrf_exempt  # a stateless JSON API for scripts: no cookies or sessions to forge
+@require_POST
+def api_predict(request: HttpRequest) -> JsonResponse:
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        status = TOO_LARGE if form.has_error("image", "too_large") else 400
+        return JsonResponse(
+            {"error": " ".join(form.errors.get("image", ["Send the photo as the field 'image'."]))}, status=status
+        )
+    try:
+        return JsonResponse(classify(form.cleaned_data["image"].read()).as_json())
+    except PredictionFailed as failure:
+        return JsonResponse({"error": str(failure)}, status=failure.status)
+
+
+def data_uri(image: bytes, content_type: str | None) -> str:
+    kind = content_type if content_type and content_type.startswith("image/") else "image/jpeg"
+    return f"data:{kind};base64,{base64.b64encode(image).decode()}"
