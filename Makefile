@@ -11,7 +11,7 @@ OUTPUT ?=
 PRECISION ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test lint format soak
+.PHONY: help install serve stop status token archive train test web lint format soak bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,7 +47,11 @@ train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epoc
 	$(PYTHON) -m training.train --data-dir $(DATA) $(ARGS)
 
 test: $(DEV) ## install everything, then run the whole test suite
+	scripts/ensure_chromium.sh
 	$(PYTHON) -m pytest
+
+web: $(RUNTIME) ## the upload page on http://127.0.0.1:8000, against the TorchServe of make serve
+	$(PYTHON) webapp/manage.py runserver 127.0.0.1:8000 --noreload
 
 lint: $(DEV) ## ruff check and format check
 	$(PYTHON) -m ruff check .
@@ -59,3 +63,6 @@ format: $(DEV) ## ruff fix and format
 
 soak: $(RUNTIME) ## soak the running server: 20,000 checked requests, photos and bad inputs (ARGS="--requests N")
 	$(PYTHON) -m benchmarks.soak --config $(CONFIG) $(ARGS)
+
+bench: $(DEV) ## benchmark the running server: REST and gRPC levels, in-process ceiling, baseline (ARGS="--duration 20")
+	$(PYTHON) -m benchmarks.bench --config $(CONFIG) $(ARGS)
