@@ -28,6 +28,9 @@ LOG_TAIL_LINES = 30
 PID_FILE = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
 SNAPSHOT_PROPERTY = "model_snapshot="
+ADDRESS_KEYS = (
+    "inference_address", "management_address", "metrics_address", "grpc_inference_address", "grpc_management_address",
+)  # fmt: skip
 JAVA_INSTALL_HINT = "install it with: sudo apt-get install openjdk-17-jre-headless"
 
 
@@ -64,21 +67,14 @@ def running_pid(config: ServerConfig) -> int | None:
     return pid if alive else None
 
 
-def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S) -> bool:
+def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, bind: str | None = None) -> bool:
     """Start TorchServe in the background and wait until the model is READY; False if it was already running."""
     pid = running_pid(config)
     if pid is not None:
         print(f"TorchServe is already running (pid {pid}) at {config.inference_url}; `make stop` stops it")
         return False
-    check_java()
-    config.log_dir.mkdir(parents=True, exist_ok=True)
     print(f"Starting TorchServe with {config.path} (logs in {config.log_dir})")
-    command = [
-        str(Path(sys.executable).with_name("torchserve")),
-        "--start",
-        "--ts-config", str(with_last_snapshot(config)),
-        "--model-store", str(config.model_store),
-    ]  # fmt: skip
+    command = torchserve_command(config, bind)
     log_offset = log_size(config)
     with open(config.log_dir / "torchserve.out", "ab") as output:
         subprocess.run(command, cwd=config.home, env=server_env(config), stdout=output, stderr=output, check=True)
@@ -86,22 +82,69 @@ def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S) -> bool:
     return True
 
 
-def with_last_snapshot(config: ServerConfig) -> Path:
-    """The config to start with: config.properties plus the models of TorchServe's last snapshot, if there is one.
+def run_in_foreground(config: ServerConfig, bind: str | None) -> None:
+    """Become TorchServe in the foreground (the container's command): logs on stdout, signals straight to it."""
+    print(f"Starting TorchServe in the foreground with {config.path}" + (f", listening on {bind}" if bind else ""))
+    command = torchserve_command(config, bind, foreground=True)
+    os.chdir(config.home)
+    os.execve(command[0], command, server_env(config))
+
+
+def torchserve_command(config: ServerConfig, bind: str | None = None, foreground: bool = False) -> list[str]:
+    check_java()
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        str(Path(sys.executable).with_name("torchserve")),
+        "--start",
+        *(["--foreground"] if foreground else []),
+        "--ts-config", str(effective_config(config, bind)),
+        "--model-store", str(config.model_store),
+    ]  # fmt: skip
+
+
+def effective_config(config: ServerConfig, bind: str | None = None) -> Path:
+    """The config TorchServe starts with: config.properties, listening on `bind` instead of its hosts if given, plus
+    the models of TorchServe's last snapshot.
 
     TorchServe restores its last snapshot (registered versions, defaults, workers) only when started without a config
     file; we always pass one, so the snapshot's `model_snapshot` line is carried into a copy of the current config.
     """
+    lines = config.path.read_text().splitlines()
+    if bind:
+        lines = [rebind(line, bind) for line in lines]
     snapshots = sorted((config.log_dir / "config").glob("*.cfg"))
-    if not snapshots:
+    if snapshots:
+        print(f"Restoring the registered models of {snapshots[-1].name}")
+        models = [line for line in snapshots[-1].read_text().splitlines() if line.startswith(SNAPSHOT_PROPERTY)]
+        lines += [f"# Registered models restored from {snapshots[-1].name}", *models]
+    if not bind and not snapshots:
         return config.path
-    models = [line for line in snapshots[-1].read_text().splitlines() if line.startswith(SNAPSHOT_PROPERTY)]
-    merged = config.log_dir / "restored.properties"
-    merged.write_text(
-        config.path.read_text() + "\n# Restored from " + snapshots[-1].name + "\n" + "\n".join(models) + "\n"
+    effective = config.log_dir / "effective.properties"
+    effective.write_text("\n".join(lines) + "\n")
+    return effective
+
+
+def rebind(line: str, host: str) -> str:
+    """An address line of the config with its host replaced; other lines unchanged."""
+    key, _, value = line.partition("=")
+    if key.strip() in ADDRESS_KEYS:
+        return f"{key}={re.sub(r'^(https?://)?[^:/]+', lambda match: (match.group(1) or '') + host, value.strip())}"
+    return line
+
+
+def health(config: ServerConfig) -> None:
+    """Succeed only when /ping answers Healthy (the container's HEALTHCHECK and the Kubernetes probes)."""
+    request = urllib.request.Request(
+        f"{config.inference_url}/ping", headers={"Authorization": f"Bearer {read_keys(config)['inference']}"}
     )
-    print(f"Restoring the registered models of {snapshots[-1].name}")
-    return merged
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            status = json.load(response).get("status")
+    except (OSError, ValueError) as error:
+        raise UserError(f"TorchServe at {config.inference_url} is not healthy: {error}") from error
+    if status != "Healthy":
+        raise UserError(f"TorchServe at {config.inference_url} answers {status!r}")
+    print(status)
 
 
 def wait_until_ready(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, log_offset: int = 0) -> None:
@@ -215,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     start_parser = commands.add_parser("start", help="build the archive if needed, start TorchServe, wait until READY")
     start_parser.add_argument("--run", type=Path, help="serve this training run (default: newest run, else ImageNet)")
     start_parser.add_argument("--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for READY")
+    start_parser.add_argument("--foreground", action="store_true", help="run TorchServe in the foreground (containers)")
+    start_parser.add_argument("--no-build", action="store_true", help="serve the model store as it is")
+    start_parser.add_argument("--bind", metavar="HOST", help="listen on HOST instead of the config's addresses")
     commands.add_parser("stop", help="stop TorchServe")
+    commands.add_parser("health", help="exit 0 when /ping answers Healthy")
     commands.add_parser("status", help="say whether TorchServe runs and what its workers are doing")
     token_parser = commands.add_parser("token", help="print the current token")
     token_parser.add_argument("--kind", choices=("inference", "management", "API"), default="inference")
@@ -223,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     config = read_config(args.config)
 
     if args.command == "start":
-        if running_pid(config) is None:
+        if running_pid(config) is None and not args.no_build:
             source = choose_source(args.run)
             ensure_archive(config, source)
             print(f"Serving {source.description} as {config.archive.name}")
-        if start(config, args.timeout):
+        if args.foreground:
+            run_in_foreground(config, args.bind)
+        if start(config, args.timeout, args.bind):
             print(examples(config))
+    elif args.command == "health":
+        health(config)
     elif args.command == "stop":
         stop(config)
     elif args.command == "status":
