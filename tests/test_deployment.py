@@ -1,0 +1,147 @@
+"""Static checks of the container and deployment files (no Docker engine here), plus the container's start command
+run for real on loopback."""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from scripts.archive import build_archive, trained_run_source
+from scripts.settings import read_config, read_properties
+from tests.support import REPO_ROOT, write_config
+
+DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
+CONFIG = read_config(REPO_ROOT / "config.properties")
+VENV_BIN = Path(sys.executable).parent
+
+
+def instructions(name: str) -> list[str]:
+    """The arguments of every Dockerfile instruction called `name`, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.split(None, 1)[:1] == [name]]
+
+
+def config_ports() -> set[int]:
+    urls = [CONFIG.inference_url, CONFIG.management_url, CONFIG.metrics_url]
+    return {int(url.rsplit(":", 1)[1]) for url in urls} | {
+        int(CONFIG.properties[key]) for key in ("grpc_inference_port", "grpc_management_port")
+    }
+
+
+def test_hadolint_passes():
+    result = subprocess.run([str(VENV_BIN / "hadolint"), "Dockerfile"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_copy_source_exists():
+    for arguments in instructions("COPY"):
+        words = shlex.split(arguments)
+        if any(word.startswith("--from") for word in words):
+            continue
+        sources = [word for word in words if not word.startswith("--")][:-1]
+        for source in sources:
+            assert (REPO_ROOT / source).exists(), source
+
+
+def test_exposed_ports_are_the_configs():
+    exposed = {int(port) for arguments in instructions("EXPOSE") for port in arguments.split()}
+    assert exposed == config_ports()
+
+
+def test_runs_as_non_root_with_tini_and_a_healthcheck():
+    assert instructions("USER") == ["10001"]
+    assert json.loads(instructions("ENTRYPOINT")[0]) == ["tini", "-g", "--"]
+    assert "scripts.server" in instructions("HEALTHCHECK")[0] and "health" in instructions("HEALTHCHECK")[0]
+    assert "openjdk-17-jre-headless" in DOCKERFILE
+
+
+def test_dockerignore_keeps_heavy_and_private_files_out():
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    for entry in (".venv/", "artifacts/", "data/", "logs/", "model_store/", "key_file.json", "**/__pycache__/"):
+        assert entry in ignored
+
+
+def test_the_containers_start_command_serves_and_stops_on_sigterm(tmp_path, tiny_run, samples):
+    """The image's CMD, run here with --bind 127.0.0.1 instead of 0.0.0.0, in its own process group like tini -g."""
+    command = json.loads(instructions("CMD")[0])
+    assert command[:3] == ["python", "-m", "scripts.server"] and "start" in command and "--foreground" in command
+    config = write_config(tmp_path / "serve")
+    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
+    arguments = command[3:]
+    arguments[arguments.index("--config") + 1] = str(config.path)
+    arguments[arguments.index("--bind") + 1] = "127.0.0.1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.server", *arguments], cwd=REPO_ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    health = [sys.executable, "-m", "scripts.server", "--config", str(config.path), "health"]
+    try:
+        deadline = time.monotonic() + 180
+        while subprocess.run(health, cwd=REPO_ROOT, capture_output=True).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, "TorchServe did not become healthy"
+            time.sleep(1)
+        headers = {"Authorization": f"Bearer {json.loads(config.key_file.read_text())['inference']['key']}"}
+        url = f"{config.inference_url}/predictions/animals"
+        assert requests.post(url, data=samples[0].read_bytes(), headers=headers, timeout=60).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    assert stops_listening(config.inference_url, timeout_s=60), "TorchServe kept running after SIGTERM"
+
+
+def stops_listening(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/ping", timeout=5)
+        except requests.ConnectionError:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_compose_publishes_only_loopback_and_keeps_state_in_a_volume():
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert set(compose["services"]) == {"torchserve", "web"}
+    published = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    assert published and all(port.startswith("127.0.0.1:") for port in published)
+    assert not any(port.endswith(f":{CONFIG.management_url.rsplit(':', 1)[1]}") for port in published)
+    assert "serve" in compose["volumes"]
+    assert "serve:/app/serve" in compose["services"]["torchserve"]["volumes"]
+
+
+def test_kubernetes_manifests_validate_strictly():
+    manifests = sorted((REPO_ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+    assert len(manifests) == 3
+    command = [str(VENV_BIN / "kubernetes-validate"), "--strict", "--quiet", *map(str, manifests)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deployment_probes_ports_and_resources():
+    deployment = yaml.safe_load((REPO_ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {port["containerPort"] for port in container["ports"]} == config_ports()
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"][-1] == "health"
+    assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+
+
+def test_kserve_inference_service_fits_the_v1beta1_api():
+    service = yaml.safe_load((REPO_ROOT / "deploy" / "kserve" / "inference-service.yaml").read_text())
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
+    model = service["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "pytorch"
+    assert model["protocolVersion"] in ("v1", "v2") and re.match(r"^(s3|gs|pvc|https?)://", model["storageUri"])
+    kserve = read_properties(REPO_ROOT / "deploy" / "kserve" / "config.properties")
+    assert kserve["model_store"] == "/mnt/models/model-store"
+    snapshot = json.loads(kserve["model_snapshot"])
+    assert snapshot["models"]["animals"]["1.0"]["marName"] == "animals.mar"
