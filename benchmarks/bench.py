@@ -22,6 +22,7 @@ from statistics import median
 import psutil
 import requests
 import torch
+import yaml
 
 from animals import cli
 from animals.acceleration import InferenceSettings, as_input, prepare, resolve_dtype
@@ -226,8 +227,6 @@ def fp32_served(config: ServerConfig, run: Path, photos: list[bytes], concurrenc
 
 def archive_settings(archive: Path) -> InferenceSettings:
     """The handler settings packed in the archive's model-config.yaml."""
-    import yaml
-
     with zipfile.ZipFile(archive) as packed:
         return InferenceSettings.from_config(yaml.safe_load(packed.read("model-config.yaml")).get("handler", {}))
 
