@@ -15,7 +15,8 @@ from animals import cli
 from benchmarks.soak import soak
 from scripts import models
 from scripts.archive import build_archive, trained_run_source
-from scripts.rest_client import RestClient, Tokens
+from scripts.grpc_client import GrpcClient
+from scripts.rest_client import RestClient, Tokens, TorchServeError
 from scripts.server import running_pid, start, stop
 from scripts.settings import ServerConfig
 from tests import corpus
@@ -147,11 +148,16 @@ def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
     try:
         start(config, timeout_s=180)
         client = Client(config)
-        old = client.headers()
+        old, old_management = client.headers(), client.headers("management")
         assert client.predict(photo, headers=old).status_code == 200
         time.sleep(62)
         expired = client.predict(photo, headers=old)
         assert expired.status_code == 400 and expired.json()["type"] == "InvalidKeyException"
+        describe = requests.get(f"{config.management_url}/models", headers=old_management, timeout=HTTP_TIMEOUT_S)
+        assert describe.status_code == 400 and describe.json()["type"] == "InvalidKeyException"
+        stale = Tokens(config, old["Authorization"].removeprefix("Bearer "))
+        with pytest.raises(TorchServeError, match="InvalidKeyException"):
+            GrpcClient(config, stale).predict(photo)
         renewal = requests.post(
             f"{config.management_url}/token", params={"type": "inference"}, headers=client.headers("API"),
             timeout=HTTP_TIMEOUT_S,
