@@ -15,7 +15,7 @@ from tqdm import tqdm
 from animals.errors import UserError
 from animals.labels import english_name, read_index_to_name
 from scripts.settings import ServerConfig
-from scripts.versions import install_archive, previous_default, push_history
+from scripts.versions import archive_version, install_archive, previous_default, push_history
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -31,8 +31,12 @@ def rollout(
     samples = sample_images(images)
     labels = expected_labels(expected, samples, images) if expected else None
     current = client.describe()[0]["modelVersion"]
+    version = archive_version(archive)
+    if version in {description["modelVersion"] for description in client.describe("all")}:
+        raise UserError(f"version {version} is already registered: build the new archive with another VERSION")
     name, version = install_archive(archive, config)
     print(f"Current default: {current}. Registering {name} as version {version}")
+    promoted = False
     try:
         print(f"  {client.register(name, workers=1, batch_size=None, max_batch_delay=None)}")
         progress = tqdm(samples, desc=f"asking version {version}", unit="image", leave=False, disable=None)
@@ -41,11 +45,14 @@ def rollout(
         check_answers(answers, valid_labels(archive))
         if labels is not None:
             check_agreement(answers, labels, images, min_agreement)
+        print(f"Making {version} the default: {switch_default(client, config, version)}")
+        promoted = True
     except (CheckFailed, UserError) as failure:
         print(f"Check failed: {failure}")
-        print(f"  Unregistering {version}: {unregister_quietly(client, version)}")
         raise UserError(f"rollout of version {version} stopped; version {current} is still the default") from failure
-    print(f"Making {version} the default: {switch_default(client, config, version)}")
+    finally:
+        if not promoted:
+            print(f"  Unregistering {version}: {unregister_quietly(client, version)}")
     return version
 
 

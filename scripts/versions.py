@@ -6,6 +6,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import yaml
+
+from animals.acceleration import InferenceSettings
 from animals.errors import UserError
 from scripts.archive import read_record, record_path, sha256_of
 from scripts.settings import ServerConfig
@@ -48,6 +51,10 @@ def install_archive(archive: Path, config: ServerConfig, expected_version: str |
     if archive.resolve().parent == store:
         return archive.name, version
     target = store / f"{config.model_name}-{version}.mar"
+    if target.exists() and sha256_of(target) != sha256_of(archive):
+        raise UserError(
+            f"{target} already holds another version {version}: unregister it first, or use another VERSION"
+        )
     shutil.copy2(archive, target)
     shutil.copy2(record_path(archive), record_path(target))
     return target.name, version
@@ -70,3 +77,17 @@ def previous_default(config: ServerConfig, current: str, registered: set[str]) -
     if not candidates:
         raise UserError(f"no earlier default version to roll back to (current default: {current})")
     return candidates[-1]
+
+
+def extract_model(archive: Path, destination: Path) -> Path:
+    """The archive's model files (model.pt, model.json, index_to_name.json), laid out as a training run folder."""
+    with zipfile.ZipFile(archive) as packed:
+        for name in ("model.pt", "model.json", "index_to_name.json"):
+            packed.extract(name, destination)
+    return destination
+
+
+def archive_settings(archive: Path) -> InferenceSettings:
+    """The handler's inference settings packed in the archive's model-config.yaml."""
+    with zipfile.ZipFile(archive) as packed:
+        return InferenceSettings.from_config(yaml.safe_load(packed.read("model-config.yaml")).get("handler", {}))
