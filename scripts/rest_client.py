@@ -76,9 +76,14 @@ class RestClient:
             raise TorchServeError(f"TorchServe is not reachable at {url}: is it running? (`make serve`)") from error
         except requests.Timeout as error:
             raise TorchServeError(f"TorchServe did not answer {method} {url} within {timeout:.0f} s") from error
+        except requests.RequestException as error:
+            raise TorchServeError(f"cannot call {url}: {error}") from error
         if response.status_code >= 400:
             raise TorchServeError(describe_error(response.status_code, response.text))
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as error:
+            raise TorchServeError(f"TorchServe answered {url} with something that is not JSON") from error
 
 
 def describe_error(status: int, body: str) -> str:

@@ -17,7 +17,6 @@ import psutil
 
 from animals import cli
 from animals.errors import UserError
-from scripts.archive import choose_source, ensure_archive
 from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config, read_keys
 
 READY_TIMEOUT_S = 300
@@ -227,9 +226,11 @@ def stop(config: ServerConfig) -> bool:
     while running_pid(config) is not None and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL_S / 4)
     if running_pid(config) is not None:
-        print(f"TorchServe did not stop in {STOP_TIMEOUT_S} s; killing it")
+        print(f"TorchServe did not stop in {STOP_TIMEOUT_S} s; killing it and its workers")
         with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
+            frontend = psutil.Process(pid)
+            for process in [*frontend.children(recursive=True), frontend]:
+                process.kill()
     print("TorchServe stopped")
     return True
 
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "start":
         if running_pid(config) is None and not args.no_build:
+            from scripts.archive import choose_source, ensure_archive  # torch: only when building, not for health
+
             source = choose_source(args.run)
             ensure_archive(config, source)
             print(f"Serving {source.description} as {config.archive.name}")

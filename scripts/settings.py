@@ -83,8 +83,10 @@ def read_keys(config: ServerConfig) -> dict[str, str]:
     """The current keys from TorchServe's key file: {"inference": ..., "management": ..., "API": ...}."""
     try:
         document = json.loads(config.key_file.read_text())
+        return {kind: entry["key"] for kind, entry in document.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{config.key_file} is not TorchServe's key file (or is being rewritten): try again") from error
     except FileNotFoundError as error:
         raise UserError(
             f"no key file at {config.key_file}: is TorchServe running? Start it with `make serve`"
         ) from error
-    return {kind: entry["key"] for kind, entry in document.items()}
