@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,6 @@ from statistics import median
 import psutil
 import requests
 import torch
-import yaml
 
 from animals import cli
 from animals.acceleration import InferenceSettings, as_input, prepare, resolve_dtype
@@ -35,6 +33,7 @@ from scripts.grpc_client import GrpcClient
 from scripts.rest_client import RestClient, Tokens, TorchServeError
 from scripts.server import running_pid
 from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
+from scripts.versions import archive_settings, extract_model, record_path
 from training.run import load_run_model
 
 VGG16_GFLOPS_PER_IMAGE = 15.5
@@ -68,14 +67,6 @@ def matmul_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> flo
     for _ in range(repeats):
         a @ b
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
-
-
-def extract_run(archive: Path, work: Path) -> Path:
-    """The archive's model files, laid out as a training run folder."""
-    with zipfile.ZipFile(archive) as packed:
-        for name in ("model.pt", "model.json", "index_to_name.json"):
-            packed.extract(name, work)
-    return work
 
 
 def in_process(run: Path, photos: list[bytes], settings: InferenceSettings, batch_sizes: list[int]) -> dict:
@@ -197,11 +188,17 @@ def wait_for(ready, timeout_s: float = 300) -> None:
 
 
 def worker_cold_start(client: RestClient, config: ServerConfig) -> tuple[float, list[float]]:
-    """Seconds to bring a worker from nothing to READY (scale 0 -> 1, synchronous), and each worker's RSS in MiB."""
+    """Seconds to bring a worker from nothing to READY (scale 0 -> 1, synchronous), and each worker's RSS in MiB.
+
+    The default version's worker counts are put back as they were afterwards."""
+    described = client.describe()[0]
     client.scale(None, 0, 0)
-    started = time.perf_counter()
-    client.scale(None, 1, 1)
-    seconds = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        client.scale(None, 1, 1)
+        seconds = time.perf_counter() - started
+    finally:
+        client.scale(None, described["minWorkers"], described["maxWorkers"])
     workers = server_processes(config)[1:]
     return seconds, [
         process.memory_info().rss / 2**20
@@ -223,12 +220,7 @@ def fp32_served(config: ServerConfig, run: Path, photos: list[bytes], concurrenc
     finally:
         client.unregister(FP32_VERSION)
         archive.unlink()
-
-
-def archive_settings(archive: Path) -> InferenceSettings:
-    """The handler settings packed in the archive's model-config.yaml."""
-    with zipfile.ZipFile(archive) as packed:
-        return InferenceSettings.from_config(yaml.safe_load(packed.read("model-config.yaml")).get("handler", {}))
+        record_path(archive).unlink()
 
 
 def ratios(report: dict) -> dict[str, float]:
@@ -304,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Benchmarking version {default['modelVersion']} ({archive.name}, {dtype}) with {len(photos)} photos")
 
     with tempfile.TemporaryDirectory() as work:
-        run = extract_run(archive, Path(work))
+        run = extract_model(archive, Path(work))
         print("Measuring matmul GFLOP/s and the in-process ceiling")
         matmul = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
         ceiling = in_process(run, photos[: args.ceiling_images], settings, [1, 4, 8])

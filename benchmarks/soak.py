@@ -9,7 +9,6 @@ import json
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import requests
@@ -19,6 +18,7 @@ from animals.errors import UserError
 from benchmarks.load import LoadResult, Outcome, run_load
 from scripts.rest_client import RestClient, Tokens
 from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
+from scripts.versions import archive_settings, extract_model
 from training.predict import Predictor
 
 REQUEST_TIMEOUT_S = 60
@@ -36,11 +36,8 @@ def bad_inputs(photo: bytes) -> dict[str, bytes]:
 
 
 def archive_reference(archive: Path, work: Path) -> Predictor:
-    """The archive's own weights, model.json and labels, run in-process: what the server must answer."""
-    with zipfile.ZipFile(archive) as packed:
-        for name in ("model.pt", "model.json", "index_to_name.json"):
-            packed.extract(name, work)
-    return Predictor(work)
+    """The archive's own weights, labels and inference settings, run in-process: what the server must answer."""
+    return Predictor(extract_model(archive, work), settings=archive_settings(archive))
 
 
 def soak(
