@@ -23,6 +23,7 @@ COPY animals/ animals/
 COPY handler/ handler/
 COPY scripts/ scripts/
 COPY training/ training/
+COPY webapp/ webapp/
 COPY config.properties model-config.yaml metrics.yaml ./
 # TorchServe's home in the image: its config, model store, logs and key file, in one folder a volume can hold.
 RUN python -m scripts.protos && mkdir -p serve && cp config.properties metrics.yaml serve/
