@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Test accuracy {test.accuracy:.1%} ({best})")
     if progress.unreadable:
         print(f"Skipped {len(progress.unreadable)} unreadable file(s), listed in {run / 'metrics.json'}")
-    print(f"Wrote {run}; serve it with: make archive RUN={run} && make stop && make serve")
+    print(f"Wrote {run}; serve it with: make stop && make serve RUN={run}")
     return 0
 
 
