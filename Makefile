@@ -4,6 +4,7 @@ RUNTIME := .venv/.runtime-installed
 DEV := .venv/.dev-installed
 CONFIG ?= config.properties
 RUN ?=
+IMAGENET ?=
 DATA ?=
 ARGS ?=
 VERSION ?= 1.0
@@ -27,8 +28,8 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 
 install: $(RUNTIME) ## create .venv and install what serving needs
 
-serve: $(RUNTIME) ## build model_store/animals.mar if needed, start TorchServe, wait until READY
-	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN))
+serve: $(RUNTIME) ## build model_store/animals.mar if needed, start TorchServe, wait until READY (RUN=... or IMAGENET=1)
+	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet)
 
 stop: $(RUNTIME) ## stop TorchServe
 	$(PYTHON) -m scripts.server --config $(CONFIG) stop

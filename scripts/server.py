@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     start_parser = commands.add_parser("start", help="build the archive if needed, start TorchServe, wait until READY")
     start_parser.add_argument("--run", type=Path, help="serve this training run (default: newest run, else ImageNet)")
+    start_parser.add_argument(
+        "--imagenet", action="store_true", help="serve the ImageNet zero-shot model even if runs exist"
+    )
     start_parser.add_argument("--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for READY")
     start_parser.add_argument("--foreground", action="store_true", help="run TorchServe in the foreground (containers)")
     start_parser.add_argument("--no-build", action="store_true", help="serve the model store as it is")
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if running_pid(config) is None and not args.no_build:
             from scripts.archive import choose_source, ensure_archive  # torch: only when building, not for health
 
-            source = choose_source(args.run)
+            source = choose_source(args.run, args.imagenet)
             ensure_archive(config, source)
             print(f"Serving {source.description} as {config.archive.name}")
         if args.foreground:

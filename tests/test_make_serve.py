@@ -16,8 +16,9 @@ MAKE_TIMEOUT_S = 600
 
 
 def make(target: str, config: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A make target on a temporary config; IMAGENET=1 so runs trained in this checkout's artifacts/ don't interfere."""
     return subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO_ROOT), target, f"CONFIG={config}"],
+        ["make", "--no-print-directory", "-C", str(REPO_ROOT), target, f"CONFIG={config}", "IMAGENET=1"],
         env=env,
         capture_output=True,
         text=True,
