@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from animals import cli
-from animals.errors import UserError
+from benchmarks.bench import read_photos
 from benchmarks.load import LoadResult, Outcome, run_load
 from scripts.rest_client import RestClient, Tokens
 from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
@@ -49,9 +49,7 @@ def soak(
     deadline_s: float | None = None,
 ) -> LoadResult:
     """Send `total` requests (every `bad_every`-th a bad input) and check each answer."""
-    photos = [path.read_bytes() for path in sorted(images.glob("*/*")) if path.suffix.lower() in (".jpg", ".jpeg")]
-    if not photos:
-        raise UserError(f"no JPEG photos in class folders under {images}")
+    photos = read_photos(images)
     default = RestClient(config, Tokens(config)).describe()[0]
     with tempfile.TemporaryDirectory() as work:
         print(f"Reference: version {default['modelVersion']} ({default['modelUrl']}) run in-process")

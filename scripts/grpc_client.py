@@ -37,9 +37,6 @@ class GrpcClient:
         )
         return json.loads(self._call(self.inference.Predictions, request, "inference").prediction)
 
-    def list_models(self) -> dict:
-        return self._management(self.management.ListModels, management_pb2.ListModelsRequest())
-
     def describe(self, version: str | None = None) -> list[dict]:
         request = management_pb2.DescribeModelRequest(model_name=self.model, model_version=version or "")
         return self._management(self.management.DescribeModel, request)

@@ -43,9 +43,6 @@ class RestClient:
         url = f"{self.inference_url}/predictions/{self.model}" + (f"/{version}" if version else "")
         return self._call("POST", url, "inference", data=image)
 
-    def list_models(self) -> dict:
-        return self._call("GET", f"{self.management_url}/models")
-
     def describe(self, version: str | None = None) -> list[dict]:
         return self._call("GET", f"{self.management_url}/models/{self.model}" + (f"/{version}" if version else ""))
 

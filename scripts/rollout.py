@@ -16,8 +16,7 @@ from animals.errors import UserError
 from animals.labels import english_name, read_index_to_name
 from scripts.settings import ServerConfig
 from scripts.versions import archive_version, install_archive, previous_default, push_history
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+from training.data import image_files
 
 
 class CheckFailed(Exception):
@@ -93,7 +92,7 @@ def expected_labels(source: str, samples: list[Path], root: Path) -> dict[str, s
 
 
 def sample_images(folder: Path) -> list[Path]:
-    images = sorted(path for path in Path(folder).rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+    images = image_files(Path(folder)) if Path(folder).is_dir() else []
     if not images:
         raise UserError(f"no sample images in {folder}; pass --images DIR")
     return images

@@ -30,16 +30,20 @@ def page_url(served):
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+        while not page_answers(url):
+            assert server.poll() is None and time.monotonic() < deadline, "the Django server did not start"
+            time.sleep(0.3)
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def page_answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def test_choose_a_photo_and_see_its_label(page_url, samples, tmp_path):

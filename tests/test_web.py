@@ -6,7 +6,7 @@ import os
 import django
 import pytest
 from django.test import Client as DjangoClient
-from django.test.utils import override_settings, setup_test_environment
+from django.test.utils import override_settings, setup_test_environment, teardown_test_environment
 
 from scripts.settings import read_keys
 
@@ -14,12 +14,14 @@ from scripts.settings import read_keys
 @pytest.fixture(scope="module")
 def web(served):
     """Django configured for the test TorchServe (its config, URL and token)."""
-    os.environ["TORCHSERVE_CONFIG"] = str(served.config.path)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.animals_web.settings")
     django.setup()
     setup_test_environment()
-    with override_settings(TORCHSERVE_URL=served.config.inference_url, TORCHSERVE_TOKEN=None, CONFIG=served.config):
-        yield DjangoClient(enforce_csrf_checks=False)
+    try:
+        with override_settings(TORCHSERVE_URL=served.config.inference_url, TORCHSERVE_TOKEN=None, CONFIG=served.config):
+            yield DjangoClient(enforce_csrf_checks=False)
+    finally:
+        teardown_test_environment()
 
 
 def upload(web, path_or_bytes, name="photo.jpg", url="/"):

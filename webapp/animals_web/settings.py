@@ -4,9 +4,9 @@ memory only (never written to disk) and limited to TorchServe's own max_request_
 import os
 import secrets
 
-from scripts.settings import read_config
+from scripts.settings import DEFAULT_CONFIG, read_config
 
-CONFIG = read_config(os.environ.get("TORCHSERVE_CONFIG", "config.properties"))
+CONFIG = read_config(os.environ.get("TORCHSERVE_CONFIG", DEFAULT_CONFIG))
 
 DEBUG = os.environ.get("DJANGO_DEBUG", "").lower() in ("1", "true", "yes")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
