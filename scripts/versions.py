@@ -26,8 +26,8 @@ def archive_version(archive: Path) -> str:
     return manifest["model"]["modelVersion"]
 
 
-def verify_archive(archive: Path) -> None:
-    """Refuse an archive whose SHA-256 is not the one recorded when scripts.archive built it.
+def verify_archive(archive: Path) -> str:
+    """Refuse an archive whose SHA-256 is not the one recorded when scripts.archive built it; return the SHA-256.
 
     An archive executes its handler's code when TorchServe loads it: only archives this project built are registered.
     """
@@ -36,6 +36,7 @@ def verify_archive(archive: Path) -> None:
         raise UserError(f"{archive} has no build record ({record_path(archive).name}): build it with `make archive`")
     if sha256_of(archive) != expected:
         raise UserError(f"{archive} does not match the SHA-256 recorded when it was built: refusing to register it")
+    return expected
 
 
 def install_archive(archive: Path, config: ServerConfig, expected_version: str | None = None) -> tuple[str, str]:
@@ -43,7 +44,7 @@ def install_archive(archive: Path, config: ServerConfig, expected_version: str |
     archive = Path(archive)
     if not archive.is_file():
         raise UserError(f"no archive at {archive}")
-    verify_archive(archive)
+    digest = verify_archive(archive)
     version = archive_version(archive)
     if expected_version and expected_version != version:
         raise UserError(f"{archive} is version {version}, not {expected_version}: rebuild it with VERSION=...")
@@ -51,7 +52,7 @@ def install_archive(archive: Path, config: ServerConfig, expected_version: str |
     if archive.resolve().parent == store:
         return archive.name, version
     target = store / f"{config.model_name}-{version}.mar"
-    if target.exists() and sha256_of(target) != sha256_of(archive):
+    if target.exists() and read_record(target).get("sha256") != digest:
         raise UserError(
             f"{target} already holds another version {version}: unregister it first, or use another VERSION"
         )

@@ -20,8 +20,7 @@ def index(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     context, status = {"form": form}, 200
     if not form.is_valid():
-        status = TOO_LARGE if form.has_error("image", "too_large") else 400
-        return render(request, "classifier/index.html", context, status=status)
+        return render(request, "classifier/index.html", context, status=invalid_status(form))
     upload = form.cleaned_data["image"]
     image = upload.read()
     try:
@@ -37,14 +36,17 @@ def index(request: HttpRequest) -> HttpResponse:
 def api_predict(request: HttpRequest) -> JsonResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        status = TOO_LARGE if form.has_error("image", "too_large") else 400
-        return JsonResponse(
-            {"error": " ".join(form.errors.get("image", ["Send the photo as the field 'image'."]))}, status=status
-        )
+        errors = form.errors.get("image", ["Send the photo as the field 'image'."])
+        return JsonResponse({"error": " ".join(errors)}, status=invalid_status(form))
     try:
         return JsonResponse(classify(form.cleaned_data["image"].read()).as_json())
     except PredictionFailed as failure:
         return JsonResponse({"error": str(failure)}, status=failure.status)
+
+
+def invalid_status(form: UploadForm) -> int:
+    """413 for a file over the limit, 400 for anything else wrong with the upload."""
+    return TOO_LARGE if form.has_error("image", "too_large") else 400
 
 
 def data_uri(image: bytes, content_type: str | None) -> str:
