@@ -32,6 +32,9 @@ ITALIAN_TO_ENGLISH = {
 # ImageNet indices 151 ("Chihuahua") to 268 ("Mexican hairless") are the 118 dog breeds.
 IMAGENET_DOG_BREEDS = range(151, 269)
 
+# The ImageNet-1k classes whose pictures show each animal: its kinds or breeds, and for horse and cow the cart it
+# pulls (ImageNet's "horse cart" and "oxcart" photos show the animal in harness). Chosen by what each class is, from
+# the class names alone; animals.zero_shot turns their scores into one score per animal.
 IMAGENET_CLASSES_BY_ANIMAL = {
     "butterfly": (
         "admiral",
@@ -43,10 +46,10 @@ IMAGENET_CLASSES_BY_ANIMAL = {
     ),
     "cat": ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"),
     "chicken": ("cock", "hen"),
-    "cow": ("ox",),
+    "cow": ("ox", "oxcart"),
     "elephant": ("Indian elephant", "African elephant", "tusker"),
-    "horse": ("sorrel",),
-    "sheep": ("ram",),
+    "horse": ("sorrel", "horse cart"),
+    "sheep": ("ram", "bighorn"),
     "spider": (
         "black and gold garden spider",
         "barn spider",
@@ -65,7 +68,7 @@ def english_name(folder: str) -> str:
 
 
 def imagenet_indices_by_animal(imagenet_categories: list[str]) -> dict[str, list[int]]:
-    """Map each animal to the ImageNet class indices whose probabilities add up to it."""
+    """Map each animal, in the order of ANIMALS, to the indices of its ImageNet classes."""
     index_of = {name: i for i, name in enumerate(imagenet_categories)}
     groups = {animal: [index_of[name] for name in names] for animal, names in IMAGENET_CLASSES_BY_ANIMAL.items()}
     groups["dog"] = list(IMAGENET_DOG_BREEDS)

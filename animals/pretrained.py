@@ -35,17 +35,9 @@ def imagenet_source(arch: str) -> str:
     return f"torchvision cache or download ({imagenet_weights(arch).url})"
 
 
-def imagenet_weights_file(arch: str) -> Path | None:
-    """The local file that holds the weights, if there is one (for staleness checks)."""
-    local = os.environ.get(weights_variable(arch))
-    if local:
-        return Path(local)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet_weights(arch).url).name
-    return cached if cached.exists() else None
-
-
-def load_imagenet_state_dict(arch: str) -> dict:
-    """Load ImageNet weights for `arch` from the environment variable's file, else torchvision's cache/download."""
+def imagenet_weights_file(arch: str) -> Path:
+    """The local file of ImageNet weights for `arch`: the environment variable's, else torchvision's cache, which is
+    filled by one download the first time."""
     variable = weights_variable(arch)
     local = os.environ.get(variable)
     if local:
@@ -54,16 +46,30 @@ def load_imagenet_state_dict(arch: str) -> dict:
                 f"{variable}={local} is not a file: point it at a {arch} state dict (.pth), "
                 f"or unset it to use torchvision's cache or download"
             )
-        return torch.load(local, map_location="cpu", weights_only=True)
+        return Path(local)
+    url = imagenet_weights(arch).url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if not cached.is_file():
+        _download(url, cached, arch)
+    return cached
+
+
+def _download(url: str, path: Path, arch: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        return imagenet_weights(arch).get_state_dict(progress=True)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=path.stem.rsplit("-", 1)[-1], progress=True)
     except OSError as error:
         raise UserError(
             f"no ImageNet {arch} weights: torchvision could not download them ({error}). Either run once on a "
             f"machine with internet (torchvision caches them under {torch.hub.get_dir()}), or set "
-            f"{variable}=/path/to/{arch}.pth (a state dict in torchvision's key layout)"
+            f"{weights_variable(arch)}=/path/to/{arch}.pth (a state dict in torchvision's key layout)"
         ) from error
     finally:
         socket.setdefaulttimeout(previous_timeout)
+
+
+def load_imagenet_state_dict(arch: str) -> dict:
+    """ImageNet weights for `arch`, from imagenet_weights_file."""
+    return torch.load(imagenet_weights_file(arch), map_location="cpu", weights_only=True)

@@ -15,15 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
 
 from animals import cli
 from animals.acceleration import PRECISIONS
 from animals.errors import UserError
-from animals.labels import ANIMALS, imagenet_indices_by_animal, write_index_to_name
-from animals.model import imagenet_zero_shot
-from animals.pretrained import imagenet_categories, imagenet_source, imagenet_weights_file, load_imagenet_state_dict
+from animals.labels import ANIMALS, write_index_to_name
+from animals.model import ModelSpec, load_model
+from animals.pretrained import imagenet_source, imagenet_weights_file
 from scripts.settings import ARTIFACTS_DIR, DEFAULT_CONFIG, MODEL_CONFIG, REPO_ROOT, ServerConfig, read_config
 from training.run import RUN_FILES, check_run
 
@@ -46,8 +45,7 @@ class ModelSource:
         code = [HANDLER, MODEL_CONFIG, *sorted(SHARED_PACKAGE.glob("*.py"))]
         if self.run is not None:
             return code + [self.run / name for name in RUN_FILES]
-        weights = imagenet_weights_file(self.arch)
-        return code + ([weights] if weights else [])
+        return [*code, imagenet_weights_file(self.arch)]
 
 
 def trained_run_source(run: Path) -> ModelSource:
@@ -131,14 +129,18 @@ def _stage_model(source: ModelSource, stage: Path) -> Path:
         for name in ("model.json", "index_to_name.json"):
             shutil.copy2(source.run / name, stage / name)
         return source.run / "model.pt"
-    print(f"Loading ImageNet {source.arch} weights from {imagenet_source(source.arch)}")
-    groups = imagenet_indices_by_animal(imagenet_categories(source.arch))
-    model, spec = imagenet_zero_shot(load_imagenet_state_dict(source.arch), groups, source.arch)
+    print(f"Packing ImageNet {source.arch} weights from {imagenet_source(source.arch)}")
+    spec = ModelSpec(arch=source.arch, num_classes=len(ANIMALS), head="imagenet-groups")
+    weights = imagenet_weights_file(source.arch)
+    try:
+        load_model(spec, weights)
+    except RuntimeError as error:
+        raise UserError(f"{weights} is not an ImageNet {source.arch} state dict in torchvision's layout") from error
     spec.save(stage / "model.json")
     write_index_to_name(ANIMALS, stage / "index_to_name.json")
-    weights = stage.parent / "model.pt"
-    torch.save(model.state_dict(), weights)
-    return weights
+    packed = stage.parent / "model.pt"
+    packed.symlink_to(weights.resolve())
+    return packed
 
 
 def _model_config(work: Path, precision: str | None) -> Path:

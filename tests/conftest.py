@@ -4,6 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from torchvision.models import vgg16
 
 from scripts.archive import build_archive, trained_run_source
 from scripts.server import start, stop
@@ -17,6 +19,15 @@ def samples() -> list[Path]:
     if len(images) != 160:
         pytest.fail(f"expected the 160 sample photos in {SAMPLE_DIR}, found {len(images)}")
     return images
+
+
+@pytest.fixture(scope="session")
+def vgg16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A full-size VGG16 state dict in torchvision's layout, random weights: stands for ImageNet's file offline."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "vgg16.pth"
+    torch.save(vgg16(weights=None).state_dict(), path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,20 @@
 """Test helpers: small real models, a TorchServe config on free loopback ports, and an HTTP client for it."""
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import torch
+import yaml
+from ts.context import Context, RequestProcessor
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, build_model
 from benchmarks.load import free_port
+from handler.animals_handler import AnimalsHandler
 from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config, read_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +78,30 @@ class Client:
 
     def get(self, url: str, kind: str = "inference") -> requests.Response:
         return requests.get(url, headers=self.headers(kind), timeout=HTTP_TIMEOUT_S)
+
+
+def handler_context(model_dir: Path, batch_size: int) -> Context:
+    """A TorchServe Context for an unpacked archive, as the worker builds it, with the project's metrics."""
+    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+    model_yaml = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+    metrics = MetricsCacheYamlImpl(str(REPO_ROOT / "metrics.yaml"))
+    metrics.initialize_cache()
+    metrics.model_name = "animals"
+    context = Context("animals", str(model_dir), manifest, batch_size, None, "0.12.0", True, metrics, model_yaml)
+    context.request_processor = [RequestProcessor({}) for _ in range(batch_size)]
+    context.request_ids = {index: f"request-{index}" for index in range(batch_size)}
+    metrics.request_ids = context.request_ids
+    return context
+
+
+def loaded_handler(model_dir: Path, batch_size: int = 1) -> AnimalsHandler:
+    handler = AnimalsHandler()
+    handler.initialize(handler_context(model_dir, batch_size))
+    return handler
+
+
+def run_handler(handler: AnimalsHandler, model_dir: Path, bodies: list[bytes]) -> tuple[list, list]:
+    """Run one batch through the handler; return the answers and each request's (status, phrase)."""
+    context = handler_context(model_dir, len(bodies))
+    answers = handler.handle([{"body": bytearray(body)} for body in bodies], context)
+    return answers, [context.get_response_status(index) for index in range(len(bodies))]

@@ -5,15 +5,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
-from ts.context import Context, RequestProcessor
-from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from animals.labels import ANIMALS
 from handler.animals_handler import AnimalsHandler
 from scripts.archive import build_archive, trained_run_source
 from tests import corpus
-from tests.support import REPO_ROOT
+from tests.support import loaded_handler, run_handler
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +25,7 @@ def model_dir(tmp_path_factory, tiny_run) -> Path:
 
 @pytest.fixture(scope="module")
 def handler(model_dir) -> AnimalsHandler:
-    handler = AnimalsHandler()
-    handler.initialize(context_for(model_dir, batch_size=4))
-    return handler
-
-
-def context_for(model_dir: Path, batch_size: int) -> Context:
-    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-    model_yaml = yaml.safe_load((model_dir / "model-config.yaml").read_text())
-    metrics = MetricsCacheYamlImpl(str(REPO_ROOT / "metrics.yaml"))
-    metrics.initialize_cache()
-    metrics.model_name = "animals"
-    context = Context("animals", str(model_dir), manifest, batch_size, None, "0.12.0", True, metrics, model_yaml)
-    context.request_processor = [RequestProcessor({}) for _ in range(batch_size)]
-    context.request_ids = {index: f"request-{index}" for index in range(batch_size)}
-    metrics.request_ids = context.request_ids
-    return context
-
-
-def handle(handler: AnimalsHandler, model_dir: Path, bodies: list[bytes]) -> tuple[list, list]:
-    """Run one batch; return the answers and each request's (status, phrase)."""
-    context = context_for(model_dir, len(bodies))
-    answers = handler.handle([{"body": bytearray(body)} for body in bodies], context)
-    return answers, [context.get_response_status(index) for index in range(len(bodies))]
+    return loaded_handler(model_dir, batch_size=4)
 
 
 def assert_same_answer(batched: dict, single: dict) -> None:
@@ -61,7 +36,7 @@ def assert_same_answer(batched: dict, single: dict) -> None:
 
 def test_real_photos_get_top5_softmax_labels_matching_the_in_process_model(handler, model_dir, samples, reference):
     photos = [path.read_bytes() for path in samples[::20]]
-    answers, statuses = handle(handler, model_dir, photos)
+    answers, statuses = run_handler(handler, model_dir, photos)
     for photo, answer, status in zip(photos, answers, statuses, strict=True):
         assert status[0] == 200
         probabilities = list(answer.values())
@@ -74,8 +49,8 @@ def test_real_photos_get_top5_softmax_labels_matching_the_in_process_model(handl
 def test_mixed_batch_answers_each_request_in_order(handler, model_dir, samples):
     good = [samples[0].read_bytes(), samples[100].read_bytes()]
     bodies = [good[0], b"plain text", good[1], corpus.truncated_jpeg(), b""]
-    answers, statuses = handle(handler, model_dir, bodies)
-    alone = [handle(handler, model_dir, [body])[0][0] for body in good]
+    answers, statuses = run_handler(handler, model_dir, bodies)
+    alone = [run_handler(handler, model_dir, [body])[0][0] for body in good]
     assert_same_answer(answers[0], alone[0])
     assert_same_answer(answers[2], alone[1])
     assert statuses[0][0] == statuses[2][0] == 200
@@ -86,13 +61,13 @@ def test_mixed_batch_answers_each_request_in_order(handler, model_dir, samples):
 
 
 def test_batch_of_only_bad_inputs_runs_no_inference(handler, model_dir):
-    answers, statuses = handle(handler, model_dir, [b"", b"x"])
+    answers, statuses = run_handler(handler, model_dir, [b"", b"x"])
     assert [status for status, _ in statuses] == [400, 400]
     assert all(json.loads(answer)["type"] == "BadInput" for answer in answers)
 
 
 @pytest.mark.parametrize("name", sorted(corpus.valid_images()))
 def test_every_supported_format_is_classified(handler, model_dir, name):
-    answers, statuses = handle(handler, model_dir, [corpus.valid_images()[name]])
+    answers, statuses = run_handler(handler, model_dir, [corpus.valid_images()[name]])
     assert statuses[0][0] == 200
     assert len(answers[0]) == 5

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import torch
-from torchvision.models import vgg16
 
 from animals.labels import ANIMALS
 from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, write_config
@@ -24,14 +22,6 @@ def make(target: str, config: Path, env: dict[str, str]) -> subprocess.Completed
         text=True,
         timeout=MAKE_TIMEOUT_S,
     )
-
-
-@pytest.fixture(scope="module")
-def vgg16_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), path)
-    return path
 
 
 @pytest.mark.slow

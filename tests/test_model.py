@@ -3,9 +3,8 @@
 import torch
 from torchvision.models import vgg11, vgg16
 
-from animals.labels import ANIMALS, imagenet_indices_by_animal
-from animals.model import ModelSpec, build_model, imagenet_zero_shot, load_model
-from animals.pretrained import imagenet_categories
+from animals.model import ModelSpec, build_model, load_model
+from animals.zero_shot import animal_probabilities
 from tests.support import TINY_SPEC
 
 
@@ -30,15 +29,13 @@ def test_load_model_reproduces_the_saved_network(tmp_path):
         assert torch.equal(model(batch), loaded(batch))
 
 
-def test_zero_shot_head_sums_imagenet_probabilities_per_animal():
+def test_zero_shot_head_gives_animal_probabilities_of_the_imagenet_logits(tmp_path):
+    """The zero-shot model is the ImageNet network's state dict, unchanged, with animals.zero_shot on top."""
     torch.manual_seed(0)
     imagenet = vgg11(weights=None).eval()
-    groups = imagenet_indices_by_animal(imagenet_categories("vgg11"))
-    zero_shot, spec = imagenet_zero_shot(imagenet.state_dict(), groups, arch="vgg11")
-    assert spec.head == "imagenet-groups" and spec.num_classes == len(ANIMALS)
+    torch.save(imagenet.state_dict(), tmp_path / "vgg11.pth")
+    spec = ModelSpec(arch="vgg11", head="imagenet-groups")
+    zero_shot = load_model(spec, tmp_path / "vgg11.pth")
     batch = torch.rand(2, 3, 224, 224)
     with torch.inference_mode():
-        imagenet_probabilities = imagenet(batch).softmax(dim=1)
-        animal_probabilities = zero_shot(batch).softmax(dim=1)
-    summed = torch.stack([imagenet_probabilities[:, indices].sum(dim=1) for indices in groups.values()], dim=1)
-    torch.testing.assert_close(animal_probabilities, summed / summed.sum(dim=1, keepdim=True))
+        assert torch.equal(zero_shot(batch).softmax(dim=1), animal_probabilities(imagenet(batch)))
