@@ -21,8 +21,8 @@ COPY requirements.txt ./
 RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt
 COPY animals/ animals/
 COPY handler/ handler/
+COPY serving/ serving/
 COPY scripts/ scripts/
-COPY training/ training/
 COPY webapp/ webapp/
 COPY config.properties model-config.yaml metrics.yaml ./
 # TorchServe's home in the image: its config, model store, logs and key file, in one folder a volume can hold.

@@ -12,6 +12,10 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from animals.folders import photos_in
+from serving.client import TorchServeError
 
 
 @dataclass
@@ -19,9 +23,8 @@ class Outcome:
     """One request's result: its index in the plan, how it ended, and how long it took."""
 
     index: int
-    kind: str  # "ok", "4xx", "5xx", "timeout", "connection" or "wrong" (an answer that fails the caller's check)
+    kind: str  # "ok", "wrong" (an answer that fails the caller's check), or a TorchServeError's kind
     seconds: float
-    detail: str = ""
 
 
 @dataclass
@@ -88,3 +91,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def read_photos(folder: Path) -> list[bytes]:
+    """The bytes of every photo under a folder of class folders."""
+    return [path.read_bytes() for path in photos_in(folder)]
+
+
+def predict_sender(client, photos: list[bytes], version: str | None = None) -> Callable[[int], Outcome]:
+    """Send photo `index` (cycling) through the project's client, REST or gRPC; name what happened."""
+
+    def send(index: int) -> Outcome:
+        started = time.perf_counter()
+        try:
+            client.predict(photos[index % len(photos)], version)
+            kind = "ok"
+        except TorchServeError as error:
+            kind = error.kind
+        return Outcome(index, kind, time.perf_counter() - started)
+
+    return send

@@ -7,21 +7,15 @@ batch that mixed up its answers is caught), every bad input a 4xx with a JSON me
 import argparse
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import requests
-
 from animals import cli
-from benchmarks.bench import read_photos
-from benchmarks.load import LoadResult, Outcome, run_load
-from scripts.rest_client import RestClient, Tokens
-from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
-from scripts.versions import archive_settings, extract_model
+from benchmarks.load import LoadResult, Outcome, read_photos, run_load
+from serving.client import RestClient, TorchServeError
+from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
+from serving.store import archive_settings, extract_model
 from training.predict import Predictor
-
-REQUEST_TIMEOUT_S = 60
 
 
 def bad_inputs(photo: bytes) -> dict[str, bytes]:
@@ -50,51 +44,34 @@ def soak(
 ) -> LoadResult:
     """Send `total` requests (every `bad_every`-th a bad input) and check each answer."""
     photos = read_photos(images)
-    default = RestClient(config, Tokens(config)).describe()[0]
+    client = RestClient(config)
+    default = client.describe()[0]
     with tempfile.TemporaryDirectory() as work:
         print(f"Reference: version {default['modelVersion']} ({default['modelUrl']}) run in-process")
         reference = archive_reference(config.model_store / default["modelUrl"], Path(work))
         expected = [reference.top1(photo) for photo in photos]
-    bad = list(bad_inputs(photos[0]).items())
-    url = f"{config.inference_url}/predictions/{config.model_name}"
-    headers = Tokens(config).header("inference")
-    local = threading.local()
-
-    def session() -> requests.Session:
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        return local.session
+    bad = list(bad_inputs(photos[0]).values())
 
     def send(index: int) -> Outcome:
         is_bad = index % bad_every == bad_every - 1
-        name, body = bad[index % len(bad)] if is_bad else ("photo", photos[index % len(photos)])
+        body = bad[index % len(bad)] if is_bad else photos[index % len(photos)]
         started = time.perf_counter()
-        try:
-            response = session().post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
-        except requests.Timeout:
-            return Outcome(index, "timeout", time.perf_counter() - started, name)
-        except requests.ConnectionError as error:
-            return Outcome(index, "connection", time.perf_counter() - started, str(error))
-        seconds = time.perf_counter() - started
-        return Outcome(index, judge(response, is_bad, expected[index % len(photos)]), seconds, name)
+        kind = judge(client, body, None if is_bad else expected[index % len(photos)])
+        return Outcome(index, kind, time.perf_counter() - started)
 
-    print(f"Sending {total} requests from {concurrency} clients to {url} (every {bad_every}th one bad)")
+    print(f"Sending {total} requests from {concurrency} clients to {client.inference_url} (every {bad_every}th bad)")
     return run_load(send, total, concurrency, deadline_s)
 
 
-def judge(response: requests.Response, is_bad: bool, expected_top1: str) -> str:
-    """The outcome kind: "ok" when the answer is what it must be, else what went wrong."""
-    if response.status_code >= 500:
-        return "5xx"
+def judge(client: RestClient, body: bytes, expected_top1: str | None) -> str:
+    """ "ok" when the answer is what it must be (a 400 with a message for a bad input, else the expected top-1
+    label), "wrong" when it is another answer, else the kind of error that came back."""
     try:
-        body = response.json()
-    except ValueError:
-        return "wrong"
-    if is_bad:
-        return "ok" if 400 <= response.status_code < 500 and body.get("message") else "wrong"
-    if response.status_code != 200:
-        return "4xx"
-    return "ok" if next(iter(body)) == expected_top1 else "wrong"
+        answer = client.predict(body)
+    except TorchServeError as error:
+        refused_as_it_must = error.kind == "bad_input" and expected_top1 is None and str(error)
+        return "ok" if refused_as_it_must else error.kind
+    return "ok" if expected_top1 is not None and next(iter(answer)) == expected_top1 else "wrong"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.models import vgg16
 
-from scripts.archive import build_archive, trained_run_source
-from scripts.server import start, stop
+from serving.archive import build_archive, trained_run_source
+from serving.server import start, stop
 from tests.support import SAMPLE_DIR, Client, make_run, sample_images, write_config
 from training.predict import Predictor
 

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -15,7 +14,8 @@ from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, build_model
 from benchmarks.load import free_port
 from handler.animals_handler import AnimalsHandler
-from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config, read_keys
+from serving.client import RestClient
+from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = SAMPLE_IMAGES
@@ -62,22 +62,22 @@ def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) ->
     return read_config(home / "config.properties")
 
 
-@dataclass
-class Client:
-    """Talks to a running TorchServe over REST with the current tokens; every call has a timeout."""
+class Client(RestClient):
+    """The project's REST client, with raw requests for the answers the tests look at (status codes, odd bodies)."""
 
-    config: ServerConfig
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config, timeout=HTTP_TIMEOUT_S)
 
     def headers(self, kind: str = "inference") -> dict[str, str]:
-        return {"Authorization": f"Bearer {read_keys(self.config)[kind]}"}
+        return {"Authorization": self.tokens.bearer(kind)}
 
-    def predict(self, body: bytes | None = None, **kwargs) -> requests.Response:
-        url = f"{self.config.inference_url}/predictions/{self.config.model_name}"
-        headers = kwargs.pop("headers", self.headers())
-        return requests.post(url, data=body, headers=headers, timeout=HTTP_TIMEOUT_S, **kwargs)
+    def post(self, body: bytes | None = None, **kwargs) -> requests.Response:
+        """POST /predictions/animals as given: the token unless `headers` are given, the answer as it came."""
+        url = f"{self.inference_url}/predictions/{self.model}"
+        return self.send("POST", url, "inference", data=body, **kwargs)
 
     def get(self, url: str, kind: str = "inference") -> requests.Response:
-        return requests.get(url, headers=self.headers(kind), timeout=HTTP_TIMEOUT_S)
+        return self.send("GET", url, kind)
 
 
 def handler_context(model_dir: Path, batch_size: int) -> Context:

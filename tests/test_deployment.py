@@ -14,8 +14,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from scripts.archive import build_archive, trained_run_source
-from scripts.settings import read_config, read_properties
+from serving.archive import build_archive, trained_run_source
+from serving.config import read_config, read_properties
 from tests.support import REPO_ROOT, write_config
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from animals.labels import ANIMALS
 from handler.animals_handler import AnimalsHandler
-from scripts.archive import build_archive, trained_run_source
+from serving.archive import build_archive, trained_run_source
 from tests import corpus
 from tests.support import loaded_handler, run_handler
 

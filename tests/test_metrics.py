@@ -25,7 +25,7 @@ def test_counters_move_by_exactly_the_good_and_bad_requests(served, samples, ref
     bad = [b"", b"plain text", b"<html></html>"]
     before = scrape(served)
     for body in good + bad:
-        served.predict(body)
+        served.post(body)
     after = scrape(served)
 
     predicted = total(after, "AnimalsPredictedLabel") - total(before, "AnimalsPredictedLabel")
@@ -41,7 +41,7 @@ def test_counters_move_by_exactly_the_good_and_bad_requests(served, samples, ref
 
 
 def test_handler_timings_and_batch_size_are_exported(served, samples):
-    served.predict(samples[0].read_bytes())
+    served.post(samples[0].read_bytes())
     metrics = scrape(served)
     for name in ("AnimalsPreprocessTime", "AnimalsInferenceTime", "AnimalsBatchSize"):
         assert total(metrics, name, ModelName="animals") > 0, name

@@ -8,7 +8,7 @@ import torch
 
 from animals.preprocessing import eval_transform
 from handler.animals_handler import AnimalsHandler
-from scripts.server import start, stop
+from serving.server import start, stop
 from tests.support import REPO_ROOT, SAMPLE_DIR, Client, write_config
 from training import train
 from training.data import ImageDataset, Split
@@ -58,7 +58,7 @@ def test_predict_evaluate_and_served_agree_on_every_sample(tmp_path, sample_run,
         start(config, timeout_s=180)
         client = Client(config)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            served = [next(iter(r.json())) for r in pool.map(client.predict, photos)]
+            served = [next(iter(r.json())) for r in pool.map(client.post, photos)]
     finally:
         stop(config)
     assert served == list(offline.values())

@@ -13,12 +13,11 @@ import requests
 
 from animals import cli
 from benchmarks.soak import soak
-from scripts import models
-from scripts.archive import build_archive, trained_run_source
-from scripts.grpc_client import GrpcClient
-from scripts.rest_client import RestClient, Tokens, TorchServeError
-from scripts.server import running_pid, start, stop
-from scripts.settings import ServerConfig
+from scripts import manage
+from serving.archive import build_archive, trained_run_source
+from serving.client import GrpcClient, RestClient, TorchServeError
+from serving.config import ServerConfig
+from serving.server import running_pid, start, stop
 from tests import corpus
 from tests.support import HTTP_TIMEOUT_S, SAMPLE_DIR, Client, make_run, write_config
 
@@ -39,7 +38,7 @@ def server(tmp_path_factory, tiny_run) -> Iterator[ServerConfig]:
 
 
 def worker_pids(config: ServerConfig) -> list[int]:
-    return [worker["pid"] for worker in RestClient(config, Tokens(config)).describe()[0]["workers"]]
+    return [worker["pid"] for worker in RestClient(config).describe()[0]["workers"]]
 
 
 def test_load_with_bad_inputs_answers_every_request_correctly(served, capsys):
@@ -54,14 +53,14 @@ def test_hostile_inputs_get_their_status_and_the_worker_survives(server):
     client = Client(server)
     before = worker_pids(server)
     for name, body in corpus.valid_images().items():
-        assert client.predict(body).status_code == 200, name
+        assert client.post(body).status_code == 200, name
     for name, body in corpus.invalid_inputs().items():
-        response = client.predict(body)
+        response = client.post(body)
         assert response.status_code == 400 and response.json()["message"], name
     malformed = b'--xyz\r\nContent-Disposition: form-data; name="data"\r\n\r\nno closing boundary'
     headers = client.headers() | {"Content-Type": "multipart/form-data; boundary=xyz"}
-    assert 400 <= client.predict(malformed, headers=headers).status_code < 500
-    assert client.predict(b"\0" * (int(server.properties["max_request_size"]) + 1)).status_code == 413
+    assert 400 <= client.post(malformed, headers=headers).status_code < 500
+    assert client.post(b"\0" * (int(server.properties["max_request_size"]) + 1)).status_code == 413
     assert worker_pids(server) == before
 
 
@@ -72,7 +71,7 @@ def test_a_killed_worker_is_replaced_and_the_gap_fails_fast(server, samples):
 
     def send(_: int) -> str:
         try:
-            return str(client.predict(photo).status_code)
+            return str(client.post(photo).status_code)
         except requests.Timeout:
             return "timeout"
 
@@ -82,14 +81,14 @@ def test_a_killed_worker_is_replaced_and_the_gap_fails_fast(server, samples):
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         statuses = list(during)
-    while worker_pids(server) in ([], [victim]) or client.predict(photo).status_code != 200:
+    while worker_pids(server) in ([], [victim]) or client.post(photo).status_code != 200:
         assert time.monotonic() - killed_at < RECOVERY_BOUND_S, "the worker did not come back"
         time.sleep(0.5)
     recovery_s = time.monotonic() - killed_at
     print(f"worker recovered in {recovery_s:.1f} s")
     assert "timeout" not in statuses and all(status == "200" or status.startswith("5") for status in statuses)
     assert worker_pids(server) != [victim]
-    assert all(client.predict(photo).status_code == 200 for _ in range(5))
+    assert all(client.post(photo).status_code == 200 for _ in range(5))
 
 
 def test_a_version_whose_workers_cannot_start_answers_at_once(server, tmp_path, samples, capsys):
@@ -97,14 +96,14 @@ def test_a_version_whose_workers_cannot_start_answers_at_once(server, tmp_path, 
     (broken_run / "model.pt").write_bytes(b"not a state dict")
     broken = build_archive(tmp_path / "broken.mar", trained_run_source(broken_run), "animals", "9.0")
     with pytest.raises(SystemExit) as exited:
-        cli.run(models.main, ["--config", str(server.path), "register", str(broken)])
+        cli.run(manage.main, ["--config", str(server.path), "register", str(broken)])
     assert exited.value.code == 1 and "Failed to start workers" in capsys.readouterr().err
     url = f"{server.inference_url}/predictions/animals/9.0"
     response = requests.post(
         url, data=samples[0].read_bytes(), headers=Client(server).headers(), timeout=FAIL_FAST_TIMEOUT_S
     )
     assert response.status_code == 503
-    assert Client(server).predict(samples[0].read_bytes()).status_code == 200
+    assert Client(server).post(samples[0].read_bytes()).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -125,10 +124,10 @@ def test_a_tampered_archive_is_refused(server, tmp_path, tiny_run, capsys):
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
     with pytest.raises(SystemExit) as exited:
-        cli.run(models.main, ["--config", str(server.path), "register", str(archive)])
+        cli.run(manage.main, ["--config", str(server.path), "register", str(archive)])
     error = capsys.readouterr().err
     assert exited.value.code == 1 and "does not match the SHA-256" in error
-    assert "7.0" not in {d["modelVersion"] for d in RestClient(server, Tokens(server)).describe("all")}
+    assert "7.0" not in {d["modelVersion"] for d in RestClient(server).describe("all")}
 
 
 def test_every_port_listens_on_loopback_only(server):
@@ -149,13 +148,13 @@ def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
         start(config, timeout_s=180)
         client = Client(config)
         old, old_management = client.headers(), client.headers("management")
-        assert client.predict(photo, headers=old).status_code == 200
+        assert client.post(photo, headers=old).status_code == 200
         time.sleep(62)
-        expired = client.predict(photo, headers=old)
+        expired = client.post(photo, headers=old)
         assert expired.status_code == 400 and expired.json()["type"] == "InvalidKeyException"
         describe = requests.get(f"{config.management_url}/models", headers=old_management, timeout=HTTP_TIMEOUT_S)
         assert describe.status_code == 400 and describe.json()["type"] == "InvalidKeyException"
-        stale = Tokens(config, old["Authorization"].removeprefix("Bearer "))
+        stale = old["Authorization"].removeprefix("Bearer ")
         with pytest.raises(TorchServeError, match="InvalidKeyException"):
             GrpcClient(config, stale).predict(photo)
         renewal = requests.post(
@@ -163,6 +162,6 @@ def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
             timeout=HTTP_TIMEOUT_S,
         )  # fmt: skip
         assert renewal.status_code == 200
-        assert client.headers() != old and client.predict(photo).status_code == 200
+        assert client.headers() != old and client.post(photo).status_code == 200
     finally:
         stop(config)

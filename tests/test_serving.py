@@ -18,7 +18,7 @@ def test_ping_answers_healthy(served):
 
 def test_served_top1_equals_in_process_top1_for_every_sample(served, samples, reference):
     def top1(photo: bytes) -> str:
-        response = served.predict(photo)
+        response = served.post(photo)
         assert response.status_code == 200, response.text
         return next(iter(response.json()))
 
@@ -29,7 +29,7 @@ def test_served_top1_equals_in_process_top1_for_every_sample(served, samples, re
 
 
 def test_answer_is_five_animal_labels_with_softmax_probabilities_highest_first(served, samples):
-    answer = served.predict(samples[0].read_bytes()).json()
+    answer = served.post(samples[0].read_bytes()).json()
     assert len(answer) == 5 and set(answer) <= set(ANIMALS)
     probabilities = list(answer.values())
     assert probabilities == sorted(probabilities, reverse=True)
@@ -38,15 +38,15 @@ def test_answer_is_five_animal_labels_with_softmax_probabilities_highest_first(s
 
 def test_raw_multipart_and_base64_json_give_the_same_answer(served, samples):
     photo = samples[3].read_bytes()
-    raw = served.predict(photo).json()
-    multipart = served.predict(files={"data": ("photo.jpg", photo, "image/jpeg")}).json()
-    as_json = served.predict(json={"data": base64.b64encode(photo).decode()}).json()
+    raw = served.post(photo).json()
+    multipart = served.post(files={"data": ("photo.jpg", photo, "image/jpeg")}).json()
+    as_json = served.post(json={"data": base64.b64encode(photo).decode()}).json()
     assert raw == multipart == as_json
 
 
 @pytest.mark.parametrize("name", sorted(corpus.invalid_inputs()))
 def test_bad_inputs_answer_400_with_a_json_message(served, name):
-    response = served.predict(corpus.invalid_inputs()[name])
+    response = served.post(corpus.invalid_inputs()[name])
     assert response.status_code == 400
     error = response.json()
     assert error["type"] == "BadInput" and error["message"]
@@ -66,20 +66,20 @@ def test_bad_inputs_answer_400_with_a_json_message(served, name):
 def test_request_shapes_without_an_image_answer_400(served, request_options, reason):
     options = dict(request_options)
     headers = served.headers() | options.pop("headers_extra", {})
-    response = served.predict(headers=headers, **options)
+    response = served.post(headers=headers, **options)
     assert response.status_code == 400
     assert response.json()["reason"] == reason
 
 
 def test_body_over_max_request_size_answers_413(served):
     limit = int(served.config.properties["max_request_size"])
-    assert served.predict(b"\0" * (limit + 1)).status_code == 413
+    assert served.post(b"\0" * (limit + 1)).status_code == 413
 
 
 def test_bad_inputs_in_a_busy_batch_do_not_disturb_the_good_ones(served, samples, reference):
     bodies = [samples[i].read_bytes() if i % 2 else b"not an image" for i in range(24)]
     with ThreadPoolExecutor(max_workers=12) as pool:
-        responses = list(pool.map(served.predict, bodies))
+        responses = list(pool.map(served.post, bodies))
     for body, response in zip(bodies, responses, strict=True):
         if body == b"not an image":
             assert response.status_code == 400
@@ -91,7 +91,7 @@ def test_bad_inputs_in_a_busy_batch_do_not_disturb_the_good_ones(served, samples
 @pytest.mark.parametrize("token", [None, "wrong-token"], ids=["no-token", "wrong-token"])
 def test_requests_without_the_right_token_are_refused(served, samples, token):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = served.predict(samples[0].read_bytes(), headers=headers)
+    response = served.post(samples[0].read_bytes(), headers=headers)
     assert response.status_code == 400
     assert json.loads(response.text)["type"] == "InvalidKeyException"
 

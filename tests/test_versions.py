@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from animals import cli
-from scripts import models
-from scripts.archive import build_archive, trained_run_source
-from scripts.grpc_client import GrpcClient
-from scripts.rest_client import RestClient, Tokens, TorchServeError
-from scripts.server import start, stop
-from scripts.settings import ServerConfig
+from scripts import manage
+from serving.archive import build_archive, trained_run_source
+from serving.client import GrpcClient, RestClient, TorchServeError
+from serving.config import ServerConfig
+from serving.server import start, stop
 from tests.support import make_run, write_config
 from training.predict import Predictor
 
@@ -44,13 +43,13 @@ def archive_v2(tmp_path_factory, runs, server) -> Path:
 
 def run_cli(capsys, config: ServerConfig, *arguments: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exited:
-        cli.run(models.main, ["--config", str(config.path), *arguments])
+        cli.run(manage.main, ["--config", str(config.path), *arguments])
     captured = capsys.readouterr()
     return exited.value.code, captured.out, captured.err
 
 
 def rest(config: ServerConfig, token: str | None = None) -> RestClient:
-    return RestClient(config, Tokens(config, token))
+    return RestClient(config, token)
 
 
 def test_register_a_second_version_and_switch_the_default(capsys, server, runs, archive_v2, samples):
@@ -80,8 +79,7 @@ def test_scale_is_reflected_by_describe(capsys, server, archive_v2):
 
 
 def test_grpc_answers_equal_rest_for_each_version(server, archive_v2, samples):
-    tokens = Tokens(server)
-    grpc, http = GrpcClient(server, tokens), RestClient(server, tokens)
+    grpc, http = GrpcClient(server), RestClient(server)
     assert grpc.ping() == "Healthy"
     for photo in (samples[0].read_bytes(), samples[77].read_bytes()):
         for version in ("1.0", "2.0", None):
@@ -98,7 +96,7 @@ def test_rollout_of_a_broken_archive_keeps_the_old_default(capsys, server, tmp_p
 
     code, out, err = run_cli(capsys, server, "rollout", str(broken), "--images", str(samples[0].parent))
     assert code == 1
-    assert "Check failed" in out and "Unregistering 3.0" in out
+    assert "Registration failed" in out and "Unregistering 3.0" in out
     assert f"version {before} is still the default" in err and err.count("\n") == 1
     assert rest(server).describe()[0]["modelVersion"] == before
     assert "3.0" not in {d["modelVersion"] for d in rest(server).describe("all")}
@@ -135,8 +133,7 @@ def test_restart_keeps_versions_and_default(server):
 @pytest.mark.parametrize("token", ["wrong-token", ""], ids=["wrong", "blank"])
 def test_refused_tokens_over_rest_and_grpc(server, samples, token):
     photo = samples[0].read_bytes()
-    tokens = Tokens(server, token or " ")
-    for client in (RestClient(server, tokens), GrpcClient(server, tokens)):
+    for client in (RestClient(server, token or " "), GrpcClient(server, token or " ")):
         with pytest.raises(TorchServeError, match="InvalidKeyException"):
             client.predict(photo)
         with pytest.raises(TorchServeError, match="InvalidKeyException"):

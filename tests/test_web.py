@@ -8,7 +8,7 @@ import pytest
 from django.test import Client as DjangoClient
 from django.test.utils import override_settings, setup_test_environment, teardown_test_environment
 
-from scripts.settings import read_keys
+from serving.config import read_keys
 
 
 @pytest.fixture(scope="module")

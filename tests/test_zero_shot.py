@@ -10,7 +10,7 @@ from torchvision.models import vgg16
 from animals.labels import ANIMALS
 from animals.preprocessing import decode_image, eval_transform
 from animals.zero_shot import animal_probabilities, membership
-from scripts.archive import build_archive, choose_source
+from serving.archive import build_archive, choose_source
 from tests.support import SAMPLE_DIR, loaded_handler, run_handler
 from training import zero_shot_report
 from training.zero_shot_report import accuracy, format_table, score_folder, zero_shot_network

@@ -15,10 +15,9 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from animals.errors import BadInput, UserError
-from animals.labels import english_name
+from animals.folders import class_folders, image_files
 from animals.preprocessing import decode_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 SPLITS = ("train", "valid", "test")
 SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
@@ -49,21 +48,6 @@ class Split:
         document = json.loads(Path(path).read_text())
         parts = {name: [(rel, label) for rel, label in items] for name, items in document["parts"].items()}
         return cls(Path(root or document["root"]), document["class_names"], parts)
-
-
-def class_folders(root: Path) -> dict[str, Path]:
-    """Class name to folder, sorted by class name; refuses empty data sets and empty classes."""
-    folders = {english_name(folder.name): folder for folder in sorted(root.iterdir()) if folder.is_dir()}
-    if not folders:
-        raise UserError(f"{root} has no class folders: expected one folder of images per class")
-    empty = [name for name, folder in folders.items() if not image_files(folder)]
-    if empty:
-        raise UserError(f"class folder(s) with no images in {root}: {', '.join(empty)}")
-    return dict(sorted(folders.items()))
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
 def dataset_root(data_dir: Path) -> Path:
@@ -146,7 +130,6 @@ class ImageDataset(Dataset):
 class LoadedBatch:
     images: torch.Tensor
     labels: torch.Tensor
-    paths: list[str]
     unreadable: list[str]
 
 
@@ -155,4 +138,4 @@ def skip_unreadable(samples: list[tuple[torch.Tensor | None, int, str]]) -> Load
     readable = [(image, label) for image, label, _ in samples if image is not None]
     unreadable = [path for image, _, path in samples if image is None]
     images, labels = default_collate(readable) if readable else (torch.empty(0), torch.empty(0, dtype=torch.long))
-    return LoadedBatch(images, labels, [path for image, _, path in samples if image is not None], unreadable)
+    return LoadedBatch(images, labels, unreadable)

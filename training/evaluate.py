@@ -9,9 +9,10 @@ import torch
 from animals import cli
 from animals.errors import UserError
 from animals.preprocessing import eval_transform
+from animals.run import check_run, load_run_model
 from training.data import ImageDataset, Split, dataset_root, skip_unreadable
-from training.run import check_run, load_run_model
-from training.train import EpochResult, classification_summary, evaluate
+from training.report import classification_summary
+from training.train import EpochResult, evaluate
 
 
 def evaluate_run(run: Path, data_dir: Path | None = None, batch_size: int = 32) -> tuple[dict, EpochResult]:

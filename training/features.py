@@ -29,7 +29,7 @@ def extract_features(
 
 def _as_batch(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> LoadedBatch:
     features, labels = zip(*samples, strict=True)
-    return LoadedBatch(torch.stack(features), torch.stack(labels), paths=[], unreadable=[])
+    return LoadedBatch(torch.stack(features), torch.stack(labels), unreadable=[])
 
 
 def cached_loader(

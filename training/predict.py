@@ -11,7 +11,7 @@ from animals import cli
 from animals.acceleration import InferenceSettings, as_input, prepare
 from animals.errors import BadInput, UserError
 from animals.preprocessing import decode_image, eval_transform
-from training.run import load_run_model
+from animals.run import load_run_model
 
 FP32 = InferenceSettings(precision="fp32", channels_last=False)
 

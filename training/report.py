@@ -1,13 +1,20 @@
-"""Classification metrics and the two plots a run leaves behind: the confusion matrix and the training curves."""
+"""What a run leaves behind: classification metrics, metrics.json, the confusion matrix and the training curves."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import argparse
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
+
+if TYPE_CHECKING:
+    from training.data import Split
+    from training.train import EpochResult, Progress
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -72,3 +79,36 @@ def plot_training_curves(history: list[dict], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def classification_summary(test: "EpochResult", class_names: list[str]) -> dict:
+    """Accuracy, loss, per-class metrics and the confusion matrix of an evaluation."""
+    matrix = confusion_matrix(test.labels, test.predictions, len(class_names))
+    return {
+        "accuracy": round(test.accuracy, 4),
+        "loss": round(test.loss, 4),
+        "images": len(test.labels),
+        "per_class": per_class_metrics(matrix, class_names),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def write_report(
+    run: Path, split: "Split", args: argparse.Namespace, progress: "Progress", test: "EpochResult"
+) -> None:
+    """metrics.json and the two plots, in the run folder."""
+    report = classification_summary(test, split.class_names)
+    metrics = {
+        "arguments": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "class_names": split.class_names,
+        "split_sha256": split.sha256(),
+        "split_sizes": {part: len(items) for part, items in split.parts.items()},
+        "history": progress.history,
+        "best_epoch": progress.best_epoch,
+        "best_valid_accuracy": round(progress.best_valid_accuracy, 4),
+        "test": report,
+        "unreadable_files": sorted(progress.unreadable),
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_confusion_matrix(torch.tensor(report["confusion_matrix"]), split.class_names, run / "confusion_matrix.png")
+    plot_training_curves(progress.history, run / "training_curves.png")

@@ -25,11 +25,11 @@ from animals.labels import write_index_to_name
 from animals.model import VGG_LAYOUTS, ModelSpec, build_model
 from animals.preprocessing import eval_transform, train_transform
 from animals.pretrained import load_imagenet_state_dict
+from animals.run import ARTIFACTS_DIR
 from training.data import ImageDataset, LoadedBatch, Split, make_split, skip_unreadable
 from training.features import cached_loader, extract_features
-from training.report import confusion_matrix, per_class_metrics, plot_confusion_matrix, plot_training_curves
+from training.report import write_report
 
-ARTIFACTS_DIR = Path("artifacts")
 RESUMED_ARGUMENTS = ("epochs",)
 REPLACED_LAYER = "classifier.6."  # the last layer, sized for the classes found
 
@@ -327,35 +327,6 @@ def cache_features(
         cached_loader(valid, args.batch_size, shuffle=False),
         train_unreadable + valid_unreadable,
     )
-
-
-def classification_summary(test: EpochResult, class_names: list[str]) -> dict:
-    matrix = confusion_matrix(test.labels, test.predictions, len(class_names))
-    return {
-        "accuracy": round(test.accuracy, 4),
-        "loss": round(test.loss, 4),
-        "images": len(test.labels),
-        "per_class": per_class_metrics(matrix, class_names),
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def write_report(run: Path, split: Split, args: argparse.Namespace, progress: Progress, test: EpochResult) -> None:
-    report = classification_summary(test, split.class_names)
-    metrics = {
-        "arguments": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
-        "class_names": split.class_names,
-        "split_sha256": split.sha256(),
-        "split_sizes": {part: len(items) for part, items in split.parts.items()},
-        "history": progress.history,
-        "best_epoch": progress.best_epoch,
-        "best_valid_accuracy": round(progress.best_valid_accuracy, 4),
-        "test": report,
-        "unreadable_files": sorted(progress.unreadable),
-    }
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion_matrix(torch.tensor(report["confusion_matrix"]), split.class_names, run / "confusion_matrix.png")
-    plot_training_curves(progress.history, run / "training_curves.png")
 
 
 if __name__ == "__main__":

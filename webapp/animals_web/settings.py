@@ -4,7 +4,7 @@ memory only (never written to disk) and limited to TorchServe's own max_request_
 import os
 import secrets
 
-from scripts.settings import DEFAULT_CONFIG, read_config
+from serving.config import DEFAULT_CONFIG, read_config
 
 CONFIG = read_config(os.environ.get("TORCHSERVE_CONFIG", DEFAULT_CONFIG))
 

@@ -1,13 +1,12 @@
-"""Ask TorchServe for a photo's labels, and turn each way that can fail into words for the page."""
+"""Ask TorchServe for a photo's labels through the project's client, and put each way that can fail into words."""
 
 import time
 from dataclasses import dataclass
 
-import requests
 from django.conf import settings
 
 from animals.errors import UserError
-from scripts.settings import read_keys
+from serving import client
 
 
 class PredictionFailed(Exception):
@@ -40,46 +39,42 @@ class Prediction:
         }
 
 
-def token() -> str:
-    """The inference token: from the environment, else TorchServe's key file, read afresh so renewals apply."""
-    if settings.TORCHSERVE_TOKEN:
-        return settings.TORCHSERVE_TOKEN
-    try:
-        return read_keys(settings.CONFIG)["inference"]
-    except UserError as error:
-        raise PredictionFailed(
-            503, "The classifier is not running (no TorchServe key file). Start it: make serve"
-        ) from error
+def torchserve() -> client.RestClient:
+    """TorchServe as the settings name it; its key file is read on every request, so renewed keys apply."""
+    return client.RestClient(
+        settings.CONFIG,
+        token=settings.TORCHSERVE_TOKEN,
+        inference_url=settings.TORCHSERVE_URL,
+        timeout=settings.TORCHSERVE_TIMEOUT_S,
+    )
 
 
 def classify(image: bytes) -> Prediction:
-    url = f"{settings.TORCHSERVE_URL}/predictions/{settings.TORCHSERVE_MODEL}"
     started = time.perf_counter()
     try:
-        response = requests.post(
-            url, data=image, headers={"Authorization": f"Bearer {token()}"}, timeout=settings.TORCHSERVE_TIMEOUT_S
-        )
-    except requests.ConnectionError as error:
-        raise PredictionFailed(503, "The classifier is not reachable right now. Is TorchServe running?") from error
-    except requests.Timeout as error:
-        raise PredictionFailed(504, "The classifier took too long to answer. Please try again.") from error
-    milliseconds = (time.perf_counter() - started) * 1000
-    if response.status_code == 200:
-        return Prediction(list(response.json().items()), milliseconds)
-    raise failure(response)
+        labels = torchserve().predict(image)
+    except client.TorchServeError as error:
+        raise failure(error) from error
+    except UserError as error:  # no key file: TorchServe has not been started
+        raise PredictionFailed(
+            503, "The classifier is not running (no TorchServe key file). Start it: make serve"
+        ) from error
+    return Prediction(list(labels.items()), (time.perf_counter() - started) * 1000)
 
 
-def failure(response: requests.Response) -> PredictionFailed:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if body.get("type") == "InvalidKeyException":
-        return PredictionFailed(502, "The classifier refused this page's access token. Check TORCHSERVE_TOKEN.")
-    if body.get("type") == "BadInput":
-        return PredictionFailed(400, f"This file cannot be classified: {body.get('message')}.")
-    if response.status_code == 413:
-        return PredictionFailed(413, "This file is too large.")
-    if response.status_code == 503:
-        return PredictionFailed(503, "The model is not ready yet. Please try again in a moment.")
-    return PredictionFailed(502, f"The classifier failed ({response.status_code}). Please try again.")
+# What the page answers for each kind of TorchServe failure; any other is a 502.
+FAILURES = {
+    "too_large": (413, "This file is too large."),
+    "unreachable": (503, "The classifier is not reachable right now. Is TorchServe running?"),
+    "unavailable": (503, "The model is not ready yet. Please try again in a moment."),
+    "timeout": (504, "The classifier took too long to answer. Please try again."),
+    "token_refused": (502, "The classifier refused this page's access token. Check TORCHSERVE_TOKEN."),
+}
+
+
+def failure(error: client.TorchServeError) -> PredictionFailed:
+    """What the page says for each way TorchServe can fail."""
+    if error.kind == "bad_input":
+        return PredictionFailed(400, f"This file cannot be classified: {error}.")
+    status, message = FAILURES.get(error.kind, (502, f"The classifier failed ({error.status or error.kind})."))
+    return PredictionFailed(status, message)

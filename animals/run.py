@@ -1,4 +1,7 @@
-"""A finished training run folder: the files serving needs from it, and loading its model."""
+"""A finished training run folder: the files serving needs from it, loading its model, and finding the newest run.
+
+Training writes run folders, the archive builder packs them and offline prediction reads them: all through here.
+"""
 
 from pathlib import Path
 
@@ -9,6 +12,8 @@ from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 
 RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
+# Runs live under the repository's artifacts/, wherever a command is started from.
+ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 def check_run(run: Path) -> Path:
@@ -27,3 +32,9 @@ def load_run_model(run: Path, device: torch.device | str = "cpu") -> tuple[torch
     run = check_run(run)
     model = load_model(ModelSpec.load(run / "model.json"), run / "model.pt", device)
     return model, read_index_to_name(run / "index_to_name.json")
+
+
+def newest_run(artifacts: Path = ARTIFACTS_DIR) -> Path | None:
+    """The most recently trained run under artifacts/, if any."""
+    runs = [weights.parent for weights in artifacts.glob("*/model.pt") if (weights.parent / "model.json").is_file()]
+    return max(runs, key=lambda run: (run / "model.pt").stat().st_mtime, default=None)

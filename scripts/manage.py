@@ -9,14 +9,14 @@ from pathlib import Path
 
 from animals import cli
 from animals.errors import UserError
-from scripts.rest_client import RestClient, Tokens
-from scripts.rollout import rollback, rollout, switch_default
-from scripts.settings import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
-from scripts.versions import install_archive
+from serving.client import connect
+from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
+from serving.rollout import rollback, rollout, switch_default
+from serving.store import install_archive
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scripts.models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.manage", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config (default: %(default)s)")
     parser.add_argument("--url", help="management API address (default: from the config)")
     parser.add_argument("--token", help="bearer token to send (default: read from TorchServe's key file)")
@@ -58,15 +58,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_client(args: argparse.Namespace, config) -> object:
-    tokens = Tokens(config, args.token)
-    if args.grpc:
-        from scripts.grpc_client import GrpcClient  # imported here: the stubs are only needed for --grpc
-
-        return GrpcClient(config, tokens)
-    return RestClient(config, tokens, args.url)
-
-
 def print_versions(client, default: str) -> None:
     for description in client.describe("all"):
         version = description["modelVersion"]
@@ -78,11 +69,11 @@ def print_versions(client, default: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     config = read_config(args.config)
-    client = make_client(args, config)
+    client = connect(config, args.grpc, args.token, args.url)
     if args.command == "ping":
         print(client.ping())
     elif args.command == "list":
-        print_versions(client, client.describe()[0]["modelVersion"])
+        print_versions(client, client.default_version())
     elif args.command == "describe":
         print(json.dumps(client.describe(args.version), indent=2))
     elif args.command == "register":

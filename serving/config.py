@@ -1,4 +1,4 @@
-"""Read config.properties and TorchServe's key file: the one place scripts and tests learn addresses and paths."""
+"""Read config.properties and TorchServe's key file: the one place the project learns addresses and paths."""
 
 import json
 from dataclasses import dataclass
@@ -9,7 +9,6 @@ from animals.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.properties"
 MODEL_CONFIG = REPO_ROOT / "model-config.yaml"
-ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 SAMPLE_IMAGES = REPO_ROOT.parent / "shared" / "data" / "animals10-sample"
 
 

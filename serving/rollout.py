@@ -6,17 +6,16 @@ version is unregistered and the old default keeps serving.
 """
 
 import json
-import tempfile
-import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from animals.errors import UserError
-from animals.labels import english_name, read_index_to_name
-from scripts.settings import ServerConfig
-from scripts.versions import archive_version, install_archive, previous_default, push_history
-from training.data import image_files
+from animals.folders import photos_in
+from animals.labels import english_name
+from serving.client import TorchServeError
+from serving.config import ServerConfig
+from serving.store import archive_labels, archive_version, install_archive, previous_default, push_history
 
 
 class CheckFailed(Exception):
@@ -27,37 +26,48 @@ def rollout(
     client, config: ServerConfig, archive: Path, images: Path, expected: str | None, min_agreement: float
 ) -> str:
     """Register, check and promote `archive`; return the new default version."""
-    samples = sample_images(images)
+    samples = photos_in(images)
     labels = expected_labels(expected, samples, images) if expected else None
-    current = client.describe()[0]["modelVersion"]
+    current = client.default_version()
     version = archive_version(archive)
-    if version in {description["modelVersion"] for description in client.describe("all")}:
+    if version in client.versions():
         raise UserError(f"version {version} is already registered: build the new archive with another VERSION")
     name, version = install_archive(archive, config)
     print(f"Current default: {current}. Registering {name} as version {version}")
+    stopped = f"rollout of version {version} stopped; version {current} is still the default"
     promoted = False
     try:
-        print(f"  {client.register(name, workers=1, batch_size=None, max_batch_delay=None)}")
-        progress = tqdm(samples, desc=f"asking version {version}", unit="image", leave=False, disable=None)
-        answers = {path: client.predict(path.read_bytes(), version) for path in progress}
-        print(f"Checking {len(answers)} answers of version {version}")
-        check_answers(answers, valid_labels(archive))
-        if labels is not None:
-            check_agreement(answers, labels, images, min_agreement)
+        try:
+            print(f"  {client.register(name, workers=1, batch_size=None, max_batch_delay=None)}")
+        except TorchServeError as failure:
+            print(f"Registration failed: {failure}")
+            raise UserError(stopped) from failure
+        try:
+            answers = ask(client, version, samples)
+            print(f"Checking {len(answers)} answers of version {version}")
+            check_answers(answers, archive_labels(archive))
+            if labels is not None:
+                check_agreement(answers, labels, images, min_agreement)
+        except (CheckFailed, TorchServeError) as failure:
+            print(f"Check failed: {failure}")
+            raise UserError(stopped) from failure
         print(f"Making {version} the default: {switch_default(client, config, version)}")
         promoted = True
-    except (CheckFailed, UserError) as failure:
-        print(f"Check failed: {failure}")
-        raise UserError(f"rollout of version {version} stopped; version {current} is still the default") from failure
     finally:
         if not promoted:
             print(f"  Unregistering {version}: {unregister_quietly(client, version)}")
     return version
 
 
+def ask(client, version: str, samples: list[Path]) -> dict[Path, object]:
+    """The new version's answer to every sample image."""
+    progress = tqdm(samples, desc=f"asking version {version}", unit="image", leave=False, disable=None)
+    return {path: client.predict(path.read_bytes(), version) for path in progress}
+
+
 def switch_default(client, config: ServerConfig, version: str) -> str:
     """Make `version` the default, remembering the one it replaces for `rollback`."""
-    push_history(config, client.describe()[0]["modelVersion"])
+    push_history(config, client.default_version())
     answer = client.set_default(version)
     push_history(config, version)
     return answer
@@ -67,15 +77,14 @@ def unregister_quietly(client, version: str) -> str:
     """Unregister a failed version; a version TorchServe already dropped is fine."""
     try:
         return client.unregister(version)
-    except UserError as error:
+    except TorchServeError as error:
         return f"not registered ({error})"
 
 
 def rollback(client, config: ServerConfig) -> str:
     """Make the previous default version the default again; return it."""
-    current = client.describe()[0]["modelVersion"]
-    registered = {description["modelVersion"] for description in client.describe("all")}
-    previous = previous_default(config, current, registered)
+    current = client.default_version()
+    previous = previous_default(config, current, client.versions())
     print(f"Rolling back from {current} to {previous}: {client.set_default(previous)}")
     push_history(config, previous)
     return previous
@@ -89,19 +98,6 @@ def expected_labels(source: str, samples: list[Path], root: Path) -> dict[str, s
         return json.loads(Path(source).read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"--expected {source}: not a readable JSON file of image paths to labels") from error
-
-
-def sample_images(folder: Path) -> list[Path]:
-    images = image_files(Path(folder)) if Path(folder).is_dir() else []
-    if not images:
-        raise UserError(f"no sample images in {folder}; pass --images DIR")
-    return images
-
-
-def valid_labels(archive: Path) -> set[str]:
-    """The class names the archive's model answers with."""
-    with tempfile.TemporaryDirectory() as work, zipfile.ZipFile(archive) as packed:
-        return set(read_index_to_name(Path(packed.extract("index_to_name.json", work))))
 
 
 def check_answers(answers: dict[Path, object], labels: set[str]) -> None:

@@ -10,8 +10,8 @@ import yaml
 
 from animals.acceleration import InferenceSettings
 from animals.errors import UserError
-from scripts.archive import read_record, record_path, sha256_of
-from scripts.settings import ServerConfig
+from serving.archive import read_record, record_path, sha256_of
+from serving.config import ServerConfig
 
 HISTORY_FILE = "default-history.json"
 
@@ -27,7 +27,7 @@ def archive_version(archive: Path) -> str:
 
 
 def verify_archive(archive: Path) -> str:
-    """Refuse an archive whose SHA-256 is not the one recorded when scripts.archive built it; return the SHA-256.
+    """Refuse an archive whose SHA-256 is not the one recorded when serving.archive built it; return the SHA-256.
 
     An archive executes its handler's code when TorchServe loads it: only archives this project built are registered.
     """
@@ -92,3 +92,9 @@ def archive_settings(archive: Path) -> InferenceSettings:
     """The handler's inference settings packed in the archive's model-config.yaml."""
     with zipfile.ZipFile(archive) as packed:
         return InferenceSettings.from_config(yaml.safe_load(packed.read("model-config.yaml")).get("handler", {}))
+
+
+def archive_labels(archive: Path) -> set[str]:
+    """The class names the archive's model answers with."""
+    with zipfile.ZipFile(archive) as packed:
+        return set(json.loads(packed.read("index_to_name.json")).values())
