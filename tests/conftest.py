@@ -1,4 +1,5 @@
-"""Shared fixtures: the sample photos, a small VGG-shaped run, and one real TorchServe for the whole session."""
+"""Shared fixtures: the sample photos, small VGG-shaped runs (random, and trained on generated shapes), and one real
+TorchServe for the whole session."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,9 @@ from torchvision.models import vgg16
 
 from serving.archive import build_archive, trained_run_source
 from serving.server import start, stop
-from tests.support import SAMPLE_DIR, Client, make_run, sample_images, write_config
+from tests.shapes import write_shapes
+from tests.support import SAMPLE_DIR, SMALL_VGG, Client, make_run, sample_images, write_config
+from training import train
 from training.predict import Predictor
 
 
@@ -33,6 +36,27 @@ def vgg16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated shapes training set: 10 classes of 50 images."""
+    return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=50)
+
+
+@pytest.fixture(scope="session")
+def shapes_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Held-out shapes for the trained model's checks: 10 classes of 30 images, another seed."""
+    return write_shapes(tmp_path_factory.mktemp("shapes-test"), per_class=30, seed=1)
+
+
+@pytest.fixture(scope="session")
+def shapes_run(tmp_path_factory: pytest.TempPathFactory, shapes: Path) -> Path:
+    """A small VGG (vgg11, 1/8 of the channels) trained from scratch on the shapes: a model with real margins."""
+    run = tmp_path_factory.mktemp("runs") / "shapes"
+    arguments = ["--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--epochs", "10", "--output", str(run)]
+    assert train.main([*SMALL_VGG, *arguments]) == 0
+    return run
 
 
 @pytest.fixture(scope="session")

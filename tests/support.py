@@ -20,6 +20,7 @@ from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_con
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = SAMPLE_IMAGES
 TINY_SPEC = ModelSpec(arch="vgg16", width=1 / 16)
+SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]  # training arguments
 HTTP_TIMEOUT_S = 60
 PORT_KEYS = {
     "inference_address": "http://127.0.0.1:{}",

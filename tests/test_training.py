@@ -9,12 +9,10 @@ import pytest
 from animals import cli
 from animals.labels import ANIMALS
 from tests.shapes import write_shapes
-from tests.support import SAMPLE_DIR
+from tests.support import SAMPLE_DIR, SMALL_VGG
 from training import evaluate, predict, train
 from training.data import make_split
 from training.evaluate import evaluate_run
-
-SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]
 
 
 def run_training(*arguments: str) -> None:
@@ -25,49 +23,36 @@ def metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=50)
-
-
-@pytest.fixture(scope="module")
-def scratch_run(tmp_path_factory, shapes) -> Path:
-    """A small VGG trained from scratch, all layers, on the generated shapes."""
-    run = tmp_path_factory.mktemp("runs") / "scratch"
-    run_training("--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--epochs", "10", "--output", str(run))
-    return run
-
-
-def test_small_vgg_from_scratch_learns_the_generated_set(scratch_run):
-    result = metrics(scratch_run)
+def test_small_vgg_from_scratch_learns_the_generated_set(shapes_run):
+    result = metrics(shapes_run)
     assert result["test"]["accuracy"] >= 0.9
     assert len(result["history"]) == 10
     assert result["best_valid_accuracy"] == max(epoch["valid_accuracy"] for epoch in result["history"])
 
 
-def test_run_folder_holds_everything_serving_and_review_need(scratch_run):
+def test_run_folder_holds_everything_serving_and_review_need(shapes_run):
     for name in ("model.pt", "model.json", "index_to_name.json", "split.json", "metrics.json", "checkpoint.pt"):
-        assert (scratch_run / name).is_file(), name
+        assert (shapes_run / name).is_file(), name
     for plot in ("confusion_matrix.png", "training_curves.png"):
-        assert (scratch_run / plot).read_bytes().startswith(b"\x89PNG")
-    result = metrics(scratch_run)
+        assert (shapes_run / plot).read_bytes().startswith(b"\x89PNG")
+    result = metrics(shapes_run)
     assert set(result["test"]["per_class"]["class_0"]) == {"precision", "recall", "f1", "support"}
     assert len(result["split_sha256"]) == 64
     assert result["arguments"]["epochs"] == 10 and result["unreadable_files"] == []
 
 
-def test_evaluate_reproduces_the_test_metrics(scratch_run):
-    summary, _ = evaluate_run(scratch_run)
-    recorded = metrics(scratch_run)["test"]
+def test_evaluate_reproduces_the_test_metrics(shapes_run):
+    summary, _ = evaluate_run(shapes_run)
+    recorded = metrics(shapes_run)["test"]
     assert summary["accuracy"] == recorded["accuracy"]
     assert summary["confusion_matrix"] == recorded["confusion_matrix"]
     assert summary["loss"] == pytest.approx(recorded["loss"], abs=1e-3)
 
 
-def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, scratch_run):
+def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, shapes_run):
     """Both start from the scratch run's features, frozen, on fresh shapes with 100 validation images."""
     shapes = write_shapes(tmp_path / "shapes", per_class=100, seed=1)
-    common = ["--data-dir", str(shapes), "--weights", str(scratch_run / "model.pt"), "--epochs", "3"]
+    common = ["--data-dir", str(shapes), "--weights", str(shapes_run / "model.pt"), "--epochs", "3"]
     run_training(*common, "--output", str(tmp_path / "normal"))
     run_training(*common, "--cache-features", "--output", str(tmp_path / "cached"))
     normal = metrics(tmp_path / "normal")["best_valid_accuracy"]
