@@ -90,6 +90,19 @@ def test_animals10_folders_load_with_english_labels_and_a_stratified_split():
     assert len(paths) == len(set(paths)) == 160
 
 
+@pytest.mark.parametrize(
+    ("per_class", "sizes"), [(16, (12, 2, 2)), (25, (19, 3, 3)), (7, (5, 1, 1)), (3, (1, 1, 1)), (2, (2, 0, 0))]
+)
+def test_each_class_splits_into_ten_percent_valid_and_test_rounded_half_up(tmp_path, per_class, sizes):
+    data = tmp_path / "data"
+    for label in ("a", "b"):
+        (data / label).mkdir(parents=True)
+        for index in range(per_class):
+            (data / label / f"{index}.png").write_bytes(b"")
+    split = make_split(data)
+    assert tuple(len(split.parts[part]) for part in ("train", "valid", "test")) == tuple(2 * size for size in sizes)
+
+
 def test_the_same_seed_gives_the_same_split_and_another_seed_another():
     assert make_split(SAMPLE_DIR, seed=0).to_json() == make_split(SAMPLE_DIR, seed=0).to_json()
     assert make_split(SAMPLE_DIR, seed=0).to_json() != make_split(SAMPLE_DIR, seed=1).to_json()

@@ -6,6 +6,7 @@ folders, or a folder already split into train/, valid/ (or val/) and test/.
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from animals.preprocessing import decode_image
 
 SPLITS = ("train", "valid", "test")
 SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
-SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+HELD_OUT_FRACTION = 0.1  # of each class for validation, and as much again for test
 
 Item = tuple[str, int]  # (path relative to the data root, class index)
 
@@ -57,7 +58,7 @@ def dataset_root(data_dir: Path) -> Path:
 
 
 def make_split(data_dir: Path, seed: int = 0) -> Split:
-    """Read a data directory in any of its three layouts into a Split (stratified 80/10/10 when not pre-split)."""
+    """Read a data directory in any of its three layouts into a Split (stratified, see held_out_size, when not pre-split)."""
     data_dir = dataset_root(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data directory {data_dir} does not exist")
@@ -94,13 +95,21 @@ def _stratified(root: Path, seed: int) -> Split:
     for label, folder in enumerate(classes.values()):
         files = [str(path.relative_to(root)) for path in image_files(folder)]
         rng.shuffle(files)
-        n_valid = round(len(files) * SPLIT_FRACTIONS["valid"])
-        n_test = round(len(files) * SPLIT_FRACTIONS["test"])
+        n_valid = n_test = held_out_size(len(files))
         n_train = len(files) - n_valid - n_test
         parts["train"] += [(path, label) for path in files[:n_train]]
         parts["valid"] += [(path, label) for path in files[n_train : n_train + n_valid]]
         parts["test"] += [(path, label) for path in files[n_train + n_valid :]]
     return Split(root, list(classes), parts)
+
+
+def held_out_size(images: int) -> int:
+    """Images of a class for validation (and as many for test): 10%, rounded half up, at least one from 3 images.
+
+    With 16 images a class that is 12/2/2, with 25 it is 19/3/3, with 3 it is 1/1/1, with 2 it is 2/0/0."""
+    if images < 3:
+        return 0
+    return max(1, math.floor(images * HELD_OUT_FRACTION + 0.5))
 
 
 class ImageDataset(Dataset):
