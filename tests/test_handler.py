@@ -1,10 +1,12 @@
 """The handler as TorchServe's worker drives it: a real archive's files, a real Context, batches of requests."""
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from animals.labels import ANIMALS
 from handler.animals_handler import AnimalsHandler
@@ -71,3 +73,16 @@ def test_every_supported_format_is_classified(handler, model_dir, name):
     answers, statuses = run_handler(handler, model_dir, [corpus.valid_images()[name]])
     assert statuses[0][0] == 200
     assert len(answers[0]) == 5
+
+
+def test_top_k_and_the_pixel_limit_come_from_the_archives_model_config(tmp_path, model_dir):
+    """Values other than the code's defaults, written into the unpacked archive's model-config.yaml."""
+    configured = tmp_path / "model"
+    shutil.copytree(model_dir, configured)
+    settings = yaml.safe_load((configured / "model-config.yaml").read_text())
+    settings["handler"] |= {"top_k": 3, "max_image_pixels": 200 * 200}
+    (configured / "model-config.yaml").write_text(yaml.safe_dump(settings))
+    small, large = (corpus.encode(corpus.gradient(side, side), "PNG") for side in (150, 250))
+    answers, statuses = run_handler(loaded_handler(configured), configured, [small, large])
+    assert statuses[0][0] == 200 and len(answers[0]) == 3
+    assert statuses[1][0] == 400 and json.loads(answers[1])["reason"] == "too_many_pixels"

@@ -6,6 +6,7 @@ import pytest
 
 from animals.errors import BadInput
 from animals.payload import image_bytes
+from animals.preprocessing import decode_image
 
 IMAGE = b"\xff\xd8\xff\xe0 pretend jpeg"
 
@@ -40,6 +41,7 @@ def test_image_bytes_found_in_every_request_shape(row):
     ],
 )
 def test_unusable_rows_raise_bad_input(row, reason):
+    """As the handler reads a row: find the image, then decode it (which is where an empty body is refused)."""
     with pytest.raises(BadInput) as raised:
-        image_bytes(row)
+        decode_image(image_bytes(row))
     assert raised.value.reason == reason
