@@ -19,16 +19,26 @@ def web(served):
     setup_test_environment()
     try:
         with override_settings(TORCHSERVE_URL=served.config.inference_url, TORCHSERVE_TOKEN=None, CONFIG=served.config):
-            yield DjangoClient(enforce_csrf_checks=False)
+            yield DjangoClient(enforce_csrf_checks=True)
     finally:
         teardown_test_environment()
 
 
-def upload(web, path_or_bytes, name="photo.jpg", url="/"):
+def upload(web, path_or_bytes, name="photo.jpg", url="/", csrf=True):
+    """Post a file as the page's form does: the CSRF token from the page's cookie, unless csrf=False."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     data = path_or_bytes.read_bytes() if hasattr(path_or_bytes, "read_bytes") else path_or_bytes
-    return web.post(url, {"image": SimpleUploadedFile(name, data, content_type="image/jpeg")})
+    fields = {"image": SimpleUploadedFile(name, data, content_type="image/jpeg")}
+    if csrf:
+        web.get("/")
+        fields["csrfmiddlewaretoken"] = web.cookies["csrftoken"].value
+    return web.post(url, fields)
+
+
+def test_a_form_post_without_the_csrf_token_is_refused(web, samples):
+    assert upload(web, samples[0], csrf=False).status_code == 403
+    assert upload(web, samples[0]).status_code == 200
 
 
 def test_page_has_the_upload_form(web):
@@ -60,6 +70,15 @@ def test_too_large_files_are_refused_before_torchserve(web, served):
     limit = int(served.config.properties["max_request_size"])
     page = upload(web, b"\0" * (limit + 1))
     assert page.status_code == 413 and "too large" in page.content.decode()
+
+
+def test_torchserves_own_size_limit_is_explained(web, served):
+    """With the page's own limit raised, the file reaches TorchServe, whose 413 the page words the same way."""
+    limit = int(served.config.properties["max_request_size"])
+    raised = {"MAX_UPLOAD_BYTES": 2 * limit, "FILE_UPLOAD_MAX_MEMORY_SIZE": 3 * limit}
+    with override_settings(**raised, DATA_UPLOAD_MAX_MEMORY_SIZE=3 * limit):
+        page = upload(web, b"\0" * (limit + 1))
+    assert page.status_code == 413 and "This file is too large." in page.content.decode()
 
 
 def test_json_api_returns_what_the_page_shows(web, samples, reference):
