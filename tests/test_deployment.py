@@ -11,16 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-import requests
 import yaml
 
+from animals.errors import UserError
 from serving.archive import build_archive, trained_run_source
-from serving.config import read_config, read_properties
-from tests.support import REPO_ROOT, write_config
+from serving.client import TorchServeError
+from serving.config import ServerConfig, read_config, read_properties
+from tests.support import REPO_ROOT, Client, write_config
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
 CONFIG = read_config(REPO_ROOT / "config.properties")
 VENV_BIN = Path(sys.executable).parent
+REBOUND_HOST = "127.0.0.2"
 
 
 def instructions(name: str) -> list[str]:
@@ -69,41 +71,64 @@ def test_dockerignore_keeps_heavy_and_private_files_out():
         assert entry in ignored
 
 
-def test_the_containers_start_command_serves_and_stops_on_sigterm(tmp_path, tiny_run, samples):
-    """The image's CMD, run here with --bind 127.0.0.1 instead of 0.0.0.0, in its own process group like tini -g."""
+def test_the_containers_start_command_rebinds_serves_and_stops_on_sigterm(tmp_path, tiny_run, samples):
+    """The image's CMD, run here with --bind 127.0.0.2 instead of 0.0.0.0 (the config says 127.0.0.1), in its own
+    process group like tini -g: TorchServe listens on the new address only, serves, and stops on SIGTERM."""
     command = json.loads(instructions("CMD")[0])
     assert command[:3] == ["python", "-m", "scripts.server"] and "start" in command and "--foreground" in command
     config = write_config(tmp_path / "serve")
     build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
     arguments = command[3:]
     arguments[arguments.index("--config") + 1] = str(config.path)
-    arguments[arguments.index("--bind") + 1] = "127.0.0.1"
+    arguments[arguments.index("--bind") + 1] = REBOUND_HOST
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.server", *arguments], cwd=REPO_ROOT, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    health = [sys.executable, "-m", "scripts.server", "--config", str(config.path), "health"]
     try:
-        deadline = time.monotonic() + 180
-        while subprocess.run(health, cwd=REPO_ROOT, capture_output=True).returncode != 0:
-            assert process.poll() is None and time.monotonic() < deadline, "TorchServe did not become healthy"
-            time.sleep(1)
-        headers = {"Authorization": f"Bearer {json.loads(config.key_file.read_text())['inference']['key']}"}
-        url = f"{config.inference_url}/predictions/animals"
-        assert requests.post(url, data=samples[0].read_bytes(), headers=headers, timeout=60).status_code == 200
+        rebound = wait_for_effective_config(config, process)
+        for key in ("inference_address", "management_address", "metrics_address"):
+            assert rebound.properties[key] == config.properties[key].replace("127.0.0.1", REBOUND_HOST), key
+        assert rebound.properties["grpc_inference_address"] == REBOUND_HOST
+        client = Client(rebound)
+        wait_until(lambda: answers_ping(client), process)
+        assert client.post(samples[0].read_bytes()).status_code == 200
+        assert not answers_ping(Client(config)), "TorchServe still answers on the config's own address"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-    assert stops_listening(config.inference_url, timeout_s=60), "TorchServe kept running after SIGTERM"
+    assert stops_listening(Client(rebound), timeout_s=60), "TorchServe kept running after SIGTERM"
 
 
-def stops_listening(url: str, timeout_s: float) -> bool:
+def wait_for_effective_config(config: ServerConfig, process: subprocess.Popen) -> ServerConfig:
+    """The config TorchServe was started with, read as the project reads configs (paths stay the original's)."""
+    effective = config.log_dir / "effective.properties"
+    wait_until(effective.is_file, process)
+    return ServerConfig(path=config.path, properties=read_properties(effective))
+
+
+def wait_until(ready, process: subprocess.Popen, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert process.poll() is None and time.monotonic() < deadline, "TorchServe did not start"
+        time.sleep(0.5)
+
+
+def answers_ping(client: Client) -> bool:
+    try:
+        return client.ping() == "Healthy"
+    except UserError:  # not listening, or no key file yet
+        return False
+
+
+def stops_listening(client: Client, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            requests.get(f"{url}/ping", timeout=5)
-        except requests.ConnectionError:
-            return True
+            client.send("GET", f"{client.inference_url}/ping", timeout=5)
+        except TorchServeError as error:
+            if error.kind == "unreachable":
+                return True
         time.sleep(0.5)
     return False
 
