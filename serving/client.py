@@ -127,7 +127,7 @@ class RestClient(Versions):
 
     def renew_key(self, kind: str) -> None:
         """Ask for a new inference or management key (authorised by the API key); TorchServe rewrites its key file."""
-        self._json("POST", f"{self.management_url}/token", "API", params={"type": kind})
+        self.send("POST", f"{self.management_url}/token", "API", check=True, params={"type": kind})
 
     def metrics(self) -> str:
         """The Prometheus text of the metrics API (which takes no token in TorchServe 0.12)."""
