@@ -2,12 +2,12 @@
 PYTHON := .venv/bin/python
 RUNTIME := .venv/.runtime-installed
 DEV := .venv/.dev-installed
-CONFIG ?= config.properties
+CONFIG ?= $(or $(TORCHSERVE_CONFIG),config.properties)
 RUN ?=
 IMAGENET ?=
 DATA ?=
 ARGS ?=
-VERSION ?= 1.0
+VERSION ?=
 OUTPUT ?=
 PRECISION ?=
 
@@ -28,7 +28,7 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 
 install: $(RUNTIME) ## create .venv and install what serving needs
 
-serve: $(RUNTIME) ## build model_store/animals.mar if needed, start TorchServe, wait until READY (RUN=... or IMAGENET=1)
+serve: $(RUNTIME) ## start TorchServe, wait until READY (RUN=... or IMAGENET=1: serve that model as the default version)
 	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet)
 
 stop: $(RUNTIME) ## stop TorchServe
@@ -40,8 +40,8 @@ status: $(RUNTIME) ## say whether TorchServe runs
 token: $(RUNTIME) ## print the current inference token
 	@$(PYTHON) -m scripts.server --config $(CONFIG) token
 
-archive: $(RUNTIME) ## build model_store/animals.mar (RUN=artifacts/RUN VERSION=x.y OUTPUT=o.mar PRECISION=fp32)
-	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) --version $(VERSION) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION))
+archive: $(RUNTIME) ## build model_store/animals-VERSION.mar (RUN=artifacts/RUN IMAGENET=1 VERSION=x.y OUTPUT=o.mar PRECISION=fp32)
+	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(VERSION),--version $(VERSION)) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION))
 
 train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epochs 3 ...")
 	$(if $(DATA),,$(error DATA is required: make train DATA=path/to/animals10))

@@ -3,6 +3,7 @@
 Training writes run folders, the archive builder packs them and offline prediction reads them: all through here.
 """
 
+import os
 from pathlib import Path
 
 import torch
@@ -12,8 +13,8 @@ from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 
 RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
-# Runs live under the repository's artifacts/, wherever a command is started from.
-ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts"
+# Runs live under the repository's artifacts/, wherever a command is started from (ANIMALS_ARTIFACTS: elsewhere).
+ARTIFACTS_DIR = Path(os.environ.get("ANIMALS_ARTIFACTS") or Path(__file__).resolve().parent.parent / "artifacts")
 
 
 def check_run(run: Path) -> Path:

@@ -10,15 +10,19 @@ from ts.metrics.metric_type_enum import MetricTypes
 from animals.batch import Batch
 
 
-def record_batch(metrics, batch: Batch, preprocess_ms: float, inference_ms: float, top_labels: list[str]) -> None:
-    """Per batch: preprocess and inference time, batch size; per request: bad input by reason or top-1 label."""
-    metrics.add_time("AnimalsPreprocessTime", preprocess_ms, None, "ms", [])
-    metrics.add_time("AnimalsInferenceTime", inference_ms, None, "ms", [])
-    metrics.add_metric("AnimalsBatchSize", batch.size, "count", None, [], MetricTypes.GAUGE)
+def record_batch(
+    metrics, version: str, batch: Batch, preprocess_ms: float, inference_ms: float, top_labels: list[str]
+) -> None:
+    """Per batch: preprocess and inference time, batch size; per request: bad input by reason or top-1 label. Every
+    metric carries the model version, so that a new version can be watched beside the old one."""
+    dimensions = [Dimension("ModelVersion", version)]
+    metrics.add_time("AnimalsPreprocessTime", preprocess_ms, None, "ms", list(dimensions))
+    metrics.add_time("AnimalsInferenceTime", inference_ms, None, "ms", list(dimensions))
+    metrics.add_metric("AnimalsBatchSize", batch.size, "count", None, list(dimensions), MetricTypes.GAUGE)
     for error in batch.errors.values():
-        metrics.add_counter("AnimalsBadInputs", 1, None, [Dimension("Reason", error.reason)])
+        metrics.add_counter("AnimalsBadInputs", 1, None, [Dimension("Reason", error.reason), *dimensions])
     for label in top_labels:
-        metrics.add_counter("AnimalsPredictedLabel", 1, None, [Dimension("Label", label)])
+        metrics.add_counter("AnimalsPredictedLabel", 1, None, [Dimension("Label", label), *dimensions])
 
 
 class Stopwatch:

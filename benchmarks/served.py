@@ -8,12 +8,11 @@ from pathlib import Path
 import psutil
 
 from benchmarks.load import LoadResult, predict_sender, run_load
-from serving.archive import build_archive, record_path, trained_run_source
+from serving.archive import trained_run_source
 from serving.client import RestClient
 from serving.config import ServerConfig
 from serving.server import running_pid
-
-FP32_VERSION = "bench-fp32"
+from serving.store import publish, remove_archive
 
 
 @dataclass
@@ -78,15 +77,15 @@ def worker_cold_start(client: RestClient, config: ServerConfig) -> tuple[float, 
 
 
 def fp32_served(config: ServerConfig, run: Path, photos: list[bytes], concurrency: int, args) -> Level:
-    """The same weights registered as an fp32, contiguous-memory version, measured at one concurrency."""
+    """The same weights registered as an fp32, contiguous-memory version of their own, measured at one concurrency;
+    unregistered and removed from the store afterwards."""
     client = RestClient(config)
-    archive = config.model_store / f"{config.model_name}-{FP32_VERSION}.mar"
-    build_archive(archive, trained_run_source(run), config.model_name, FP32_VERSION, precision="fp32")
+    fp32 = {"precision": "fp32", "channels_last": False}
+    version, archive = publish(config, trained_run_source(run), handler=fp32, registered=client.versions())
     client.register(archive.name, 1, None, None)
     try:
-        send = predict_sender(client, photos, FP32_VERSION)
+        send = predict_sender(client, photos, version)
         return measure("REST, fp32 eager", send, concurrency, args.duration, args.warmup, server_processes(config))
     finally:
-        client.unregister(FP32_VERSION)
-        archive.unlink()
-        record_path(archive).unlink()
+        client.unregister(version)
+        remove_archive(config, archive.name)

@@ -37,8 +37,11 @@ class AnimalsHandler(BaseHandler):
         self.model, self.dtype = prepare(model, self.acceleration, self.device)
         self.labels = read_index_to_name(model_dir / "index_to_name.json")
         self.top_k = min(int(settings.get("top_k", DEFAULT_TOP_K)), len(self.labels))
+        if self.top_k < 1:
+            raise ValueError(f"handler.top_k in model-config.yaml must be at least 1, not {self.top_k}")
         self.max_pixels = int(settings.get("max_image_pixels", MAX_PIXELS))
         self.transform = eval_transform()
+        self.version = context.manifest["model"]["modelVersion"]
         self.initialized = True
 
     def handle(self, data: list[dict], context) -> list:
@@ -49,7 +52,9 @@ class AnimalsHandler(BaseHandler):
             probabilities = self.inference(batch)
         answers = self.postprocess(probabilities, batch)
         top_labels = [next(iter(answers[position])) for position in batch.positions]
-        record_batch(context.metrics, batch, preprocessing.milliseconds, inferring.milliseconds, top_labels)
+        record_batch(
+            context.metrics, self.version, batch, preprocessing.milliseconds, inferring.milliseconds, top_labels
+        )
         return answers
 
     def preprocess(self, data: list[dict]) -> Batch:

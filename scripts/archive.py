@@ -1,12 +1,15 @@
-"""Build the model archive (animals.mar) with torch-model-archiver, from a trained run or the ImageNet default."""
+"""Build a model archive into the model store (model_store/animals-VERSION.mar), from a trained run or the ImageNet
+default. The same inputs give the same archive, and a version label never names two different models."""
 
 import argparse
 from pathlib import Path
 
 from animals import cli
 from animals.acceleration import PRECISIONS
-from serving.archive import DEFAULT_VERSION, build_archive, choose_source
+from serving.archive import choose_source
 from serving.config import DEFAULT_CONFIG, read_config
+from serving.server import registered_versions
+from serving.store import publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,14 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--imagenet", action="store_true", help="build the ImageNet zero-shot default even if runs exist"
     )
-    parser.add_argument("--version", default=DEFAULT_VERSION, help="the archive's model version (default: %(default)s)")
+    parser.add_argument(
+        "--version", help="the version label (default: the one already naming this model, else the next free)"
+    )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
-    parser.add_argument("--output", type=Path, help="archive path (default: the config's model store/animals.mar)")
+    parser.add_argument("--output", type=Path, help="write the archive here instead of into the model store")
     parser.add_argument("--precision", choices=PRECISIONS, help="override model-config.yaml's handler precision")
     args = parser.parse_args(argv)
     config = read_config(args.config)
+    handler = {"precision": args.precision} if args.precision else None
     source = choose_source(args.run, args.imagenet)
-    build_archive(args.output or config.archive, source, config.model_name, args.version, args.precision)
+    version, archive = publish(config, source, args.version, handler, args.output, registered_versions(config))
+    print(f"Version {version}: {archive}")
     return 0
 
 

@@ -11,7 +11,7 @@ from animals import cli
 from animals.errors import UserError
 from serving.client import connect
 from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
-from serving.rollout import rollback, rollout, switch_default
+from serving.rollout import retire, rollback, rollout, switch_default
 from serving.store import install_archive
 
 
@@ -39,8 +39,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     scale.add_argument("--max", type=int, required=True, dest="max_workers")
     set_default = commands.add_parser("set-default", help="make a version answer /predictions/animals")
     set_default.add_argument("version")
-    unregister = commands.add_parser("unregister", help="remove a version")
+    unregister = commands.add_parser("unregister", help="remove a version, and its archive from the model store")
     unregister.add_argument("version")
+    unregister.add_argument("--keep-archive", action="store_true", help="leave the archive in the model store")
     predict = commands.add_parser("predict", help="classify an image")
     predict.add_argument("image", type=Path)
     predict.add_argument("--version", help="ask this version (default: the default version)")
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "set-default":
         print(switch_default(client, config, args.version))
     elif args.command == "unregister":
-        print(client.unregister(args.version))
+        print(retire(client, config, args.version, args.keep_archive))
     elif args.command == "predict":
         if not 1 <= args.top_k <= 5:
             raise UserError("--top-k must be between 1 and 5 (the server answers the top 5)")

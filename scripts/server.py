@@ -4,21 +4,22 @@ import argparse
 from pathlib import Path
 
 from animals import cli
+from animals.errors import UserError
 from serving import server
-from serving.config import DEFAULT_CONFIG, read_config, read_keys
+from serving.config import DEFAULT_CONFIG, ServerConfig, check_named_files, read_config, read_keys
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.server", description=__doc__)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config (default: %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("start", help="build the archive if needed, start TorchServe, wait until READY")
-    start.add_argument("--run", type=Path, help="serve this training run (default: newest run, else ImageNet)")
-    start.add_argument("--imagenet", action="store_true", help="serve the ImageNet zero-shot model even if runs exist")
-    start.add_argument("--timeout", type=float, default=server.READY_TIMEOUT_S, help="seconds to wait for READY")
-    start.add_argument("--foreground", action="store_true", help="run TorchServe in the foreground (containers)")
-    start.add_argument("--no-build", action="store_true", help="serve the model store as it is")
-    start.add_argument("--bind", metavar="HOST", help="listen on HOST instead of the config's addresses")
+    starting = commands.add_parser("start", help="build the archive if needed, start TorchServe, wait until READY")
+    starting.add_argument("--run", type=Path, help="serve this training run as the default version")
+    starting.add_argument("--imagenet", action="store_true", help="serve the ImageNet zero-shot model as the default")
+    starting.add_argument("--timeout", type=float, default=server.READY_TIMEOUT_S, help="seconds to wait for READY")
+    starting.add_argument("--foreground", action="store_true", help="run TorchServe in the foreground (containers)")
+    starting.add_argument("--no-build", action="store_true", help="serve the model store as it is")
+    starting.add_argument("--bind", metavar="HOST", help="listen on HOST instead of the config's addresses")
     commands.add_parser("stop", help="stop TorchServe")
     commands.add_parser("health", help="exit 0 when /ping answers Healthy")
     commands.add_parser("status", help="say whether TorchServe runs and what its workers are doing")
@@ -31,16 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     config = read_config(args.config)
     if args.command == "start":
-        if server.running_pid(config) is None and not args.no_build:
-            from serving.archive import choose_source, ensure_archive  # torch: only when building, not for health
-
-            source = choose_source(args.run, args.imagenet)
-            ensure_archive(config, source)
-            print(f"Serving {source.description} as {config.archive.name}")
-        if args.foreground:
-            server.run_in_foreground(config, args.bind)
-        if server.start(config, args.timeout, args.bind):
-            print(server.examples(config))
+        start_serving(config, args)
     elif args.command == "health":
         print(server.health(config))
     elif args.command == "stop":
@@ -50,6 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "token":
         print(read_keys(config)[args.kind])
     return 0
+
+
+def start_serving(config: ServerConfig, args: argparse.Namespace) -> None:
+    if args.no_build and (args.run or args.imagenet):
+        raise UserError("--no-build serves the model store as it is: drop --run/--imagenet, or --no-build")
+    if server.running_pid(config) is not None:
+        server.start(config)  # only says that TorchServe already runs: a running server is left as it is
+        return
+    check_named_files(config)
+    from serving.store import version_to_serve  # torch: only when starting, not for health or status
+
+    default = version_to_serve(config, args.run, args.imagenet, build=not args.no_build)
+    if args.foreground:
+        server.run_in_foreground(config, default, args.bind)
+    server.start(config, default, args.timeout, args.bind)
+    print(server.summary(config))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Build the model archive (animals.mar) with torch-model-archiver, from a trained run or the ImageNet default.
+"""Build model archives with torch-model-archiver: the same bytes for the same inputs, each with its record.
 
-The archive packs the weights (a state dict), model.json, index_to_name.json, the handler, the shared `animals`
-package and model-config.yaml. A record beside it (animals.mar.json) keeps its source, version and SHA-256.
+An archive packs the weights (a state dict), model.json, index_to_name.json, the handler, the shared `animals`
+package and model-config.yaml. The record beside it (animals-1.0.mar.json) holds its version, where it came from,
+`content` (a digest of everything packed: the same model gives the same digest whatever version label or path
+spelling it was built under) and the archive's own SHA-256, checked before it is registered.
 """
 
 import hashlib
@@ -11,7 +13,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -21,62 +26,70 @@ from animals.errors import UserError
 from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, load_model
 from animals.pretrained import imagenet_source, imagenet_weights_file
-from animals.run import RUN_FILES, check_run, newest_run
-from serving.config import MODEL_CONFIG, REPO_ROOT, ServerConfig
+from animals.run import check_run, newest_run
+from serving.config import MODEL_CONFIG, REPO_ROOT
 
 HANDLER = REPO_ROOT / "handler" / "animals_handler.py"
 SHARED_PACKAGE = REPO_ROOT / "animals"
 DEFAULT_ARCH = "vgg16"
-DEFAULT_VERSION = "1.0"
+MANIFEST = "MAR-INF/MANIFEST.json"
+# Fixed where the archiver writes the time: zip entries at the zip epoch, the manifest's createdOn likewise.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+CREATED_ON = "01/01/1980 00:00:00"
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """What goes into an archive: a trained run's folder, or (run=None) ImageNet weights with a zero-shot head."""
+    """What goes into an archive: a trained run's folder, or (run=None) ImageNet weights with the zero-shot head."""
 
     description: str
     run: Path | None = None
     arch: str = DEFAULT_ARCH
 
-    def input_files(self) -> list[Path]:
-        """Files whose change makes an archive built from this source out of date."""
-        code = [HANDLER, MODEL_CONFIG, *sorted(SHARED_PACKAGE.glob("*.py"))]
-        if self.run is not None:
-            return code + [self.run / name for name in RUN_FILES]
-        return [*code, imagenet_weights_file(self.arch)]
+
+@dataclass(frozen=True)
+class Record:
+    """What the project knows of an archive it built, kept beside it as ARCHIVE.json."""
+
+    version: str
+    source: str
+    content: str
+    sha256: str
+    precision: str
+
+    @classmethod
+    def read(cls, archive: Path) -> "Record | None":
+        path = record_path(archive)
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as error:
+            raise UserError(f"{path} is not an archive record written by `make archive`") from error
+
+    def write(self, archive: Path) -> None:
+        record_path(archive).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
 def trained_run_source(run: Path) -> ModelSource:
-    return ModelSource(description=f"trained run {run}", run=check_run(run).resolve())
+    run = check_run(run).resolve()
+    return ModelSource(description=f"trained run {run}", run=run)
+
+
+def imagenet_source_default() -> ModelSource:
+    return ModelSource(f"ImageNet {DEFAULT_ARCH} with the zero-shot animal head ({imagenet_source(DEFAULT_ARCH)})")
 
 
 def choose_source(run: Path | None = None, imagenet: bool = False) -> ModelSource:
-    """The run asked for, else the newest trained run, else the ImageNet zero-shot default."""
+    """The run asked for, else (unless imagenet) the newest trained run, else the ImageNet zero-shot default."""
     if run is not None:
         return trained_run_source(Path(run))
     latest = None if imagenet else newest_run()
-    if latest is not None:
-        return trained_run_source(latest)
-    return ModelSource(
-        description=f"ImageNet {DEFAULT_ARCH} with a zero-shot animal head ({imagenet_source(DEFAULT_ARCH)})"
-    )
+    return trained_run_source(latest) if latest is not None else imagenet_source_default()
 
 
 def record_path(archive: Path) -> Path:
     return archive.with_name(archive.name + ".json")
-
-
-def read_record(archive: Path) -> dict:
-    path = record_path(archive)
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def is_stale(archive: Path, source: ModelSource) -> bool:
-    """True when the archive is missing, was built from another source, or is older than any of its inputs."""
-    if not archive.is_file() or read_record(archive).get("source") != source.description:
-        return True
-    built = archive.stat().st_mtime
-    return any(path.stat().st_mtime > built for path in source.input_files())
 
 
 def sha256_of(path: Path) -> str:
@@ -87,39 +100,53 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_archive(
-    archive: Path,
-    source: ModelSource,
-    model_name: str,
-    version: str = DEFAULT_VERSION,
-    precision: str | None = None,
-) -> Path:
-    """Build `archive` from `source`; written to a temporary name first, so a failed build leaves no half archive.
+@dataclass(frozen=True)
+class Staged:
+    """An archive's inputs laid out in a folder as they will be packed, and the digest of them all."""
 
-    Every archive registers as `model_name` whatever its file is called (animals-2.0.mar is version 2.0 of animals).
-    `precision` overrides model-config.yaml's handler precision for this archive (fp32, bf16 or auto).
-    """
+    source: ModelSource
+    folder: Path
+    weights: Path
+    model_config: Path
+    content: str
+    precision: str
+
+
+@contextmanager
+def staged(source: ModelSource, handler: dict | None = None) -> Iterator[Staged]:
+    """Lay out what an archive of `source` packs in a temporary folder. `handler` overrides settings of
+    model-config.yaml's handler section (e.g. {"precision": "fp32"}) for this archive."""
+    with tempfile.TemporaryDirectory(prefix="archive-") as work:
+        folder = Path(work) / "extra"
+        folder.mkdir()
+        weights = _stage_model(source, folder)
+        shutil.copytree(SHARED_PACKAGE, folder / "animals", ignore=shutil.ignore_patterns("__pycache__"))
+        model_config, precision = _model_config(Path(work), handler or {})
+        packed = {"model.pt": weights, "model-config.yaml": model_config, HANDLER.name: HANDLER}
+        packed |= {str(path.relative_to(folder)): path for path in folder.rglob("*") if path.is_file()}
+        yield Staged(source, folder, weights, model_config, _digest(packed), precision)
+
+
+def build_archive(archive: Path, stage: Staged, model_name: str, version: str) -> Record:
+    """Build `archive` from staged inputs, byte-identical for identical inputs and version; written to a temporary
+    name first, so a failed build leaves no half archive. Every archive registers as `model_name`."""
     archive.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Building {archive} (version {version}) from {source.description}")
+    print(f"Building {archive} (version {version}) from {stage.source.description}")
     with tempfile.TemporaryDirectory(prefix="archive-", dir=archive.parent) as work:
-        stage = Path(work) / "stage"
-        weights = _stage_model(source, stage)
-        shutil.copytree(SHARED_PACKAGE, stage / "animals", ignore=shutil.ignore_patterns("__pycache__"))
-        model_config = _model_config(Path(work), precision)
-        _run_archiver(model_name, version, weights, stage, model_config, Path(work))
-        os.replace(Path(work) / f"{model_name}.mar", archive)
-    record = {"source": source.description, "version": version, "sha256": sha256_of(archive)}
-    record_path(archive).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"Built {archive} ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record['sha256'][:16]}...)")
-    return archive
+        _run_archiver(model_name, version, stage, Path(work))
+        _normalise(Path(work) / f"{model_name}.mar", Path(work) / "normalised.mar")
+        os.replace(Path(work) / "normalised.mar", archive)
+    record = Record(version, stage.source.description, stage.content, sha256_of(archive), stage.precision)
+    record.write(archive)
+    print(f"Built {archive} ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record.sha256[:16]}...)")
+    return record
 
 
-def _stage_model(source: ModelSource, stage: Path) -> Path:
-    """Put model.json and index_to_name.json in `stage`; return the weights file to pack."""
-    stage.mkdir()
+def _stage_model(source: ModelSource, folder: Path) -> Path:
+    """Put model.json and index_to_name.json in `folder`; return the weights file to pack."""
     if source.run is not None:
         for name in ("model.json", "index_to_name.json"):
-            shutil.copy2(source.run / name, stage / name)
+            shutil.copy2(source.run / name, folder / name)
         return source.run / "model.pt"
     print(f"Packing ImageNet {source.arch} weights from {imagenet_source(source.arch)}")
     spec = ModelSpec(arch=source.arch, num_classes=len(ANIMALS), head="imagenet-groups")
@@ -128,48 +155,61 @@ def _stage_model(source: ModelSource, stage: Path) -> Path:
         load_model(spec, weights)
     except RuntimeError as error:
         raise UserError(f"{weights} is not an ImageNet {source.arch} state dict in torchvision's layout") from error
-    spec.save(stage / "model.json")
-    write_index_to_name(ANIMALS, stage / "index_to_name.json")
-    packed = stage.parent / "model.pt"
-    packed.symlink_to(weights.resolve())
-    return packed
+    spec.save(folder / "model.json")
+    write_index_to_name(ANIMALS, folder / "index_to_name.json")
+    return weights.resolve()
 
 
-def _model_config(work: Path, precision: str | None) -> Path:
-    """model-config.yaml, or a copy of it with the handler's precision replaced."""
-    if precision is None:
-        return MODEL_CONFIG
+def _model_config(work: Path, handler: dict) -> tuple[Path, str]:
+    """model-config.yaml, or a copy with handler settings replaced; and the precision it asks for."""
     settings = yaml.safe_load(MODEL_CONFIG.read_text())
+    settings["handler"] |= handler
     try:
-        InferenceSettings.from_config({**settings["handler"], "precision": precision})
+        precision = InferenceSettings.from_config(settings["handler"]).precision
     except ValueError as error:
         raise UserError(str(error)) from error
-    settings["handler"]["precision"] = precision
+    if not handler:
+        return MODEL_CONFIG, precision
     path = work / "model-config.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
-    return path
+    return path, precision
 
 
-def _run_archiver(name: str, version: str, weights: Path, stage: Path, model_config: Path, export: Path) -> None:
+def _digest(packed: dict[str, Path]) -> str:
+    listing = "".join(f"{name} {sha256_of(path)}\n" for name, path in sorted(packed.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _run_archiver(name: str, version: str, stage: Staged, export: Path) -> None:
+    weights = export / "model.pt"
+    weights.symlink_to(stage.weights)  # the archiver copies the file it points to, under this name
     command = [
         sys.executable, "-m", "model_archiver.model_packaging",
         "--model-name", name,
         "--version", version,
         "--serialized-file", str(weights),
         "--handler", str(HANDLER),
-        "--extra-files", str(stage),
-        "--config-file", str(model_config),
+        "--extra-files", str(stage.folder),
+        "--config-file", str(stage.model_config),
         "--archive-format", "zip-store",
         "--export-path", str(export),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
+    # The archiver stages files in TMPDIR/<model name>: a folder of its own keeps parallel builds apart.
+    environment = os.environ | {"TMPDIR": str(export)}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         raise UserError(f"torch-model-archiver failed: {result.stderr.strip().splitlines()[-1:]}")
 
 
-def ensure_archive(config: ServerConfig, source: ModelSource) -> None:
-    """Build the config's archive only when it is missing or out of date."""
-    if is_stale(config.archive, source):
-        build_archive(config.archive, source, config.model_name)
-    else:
-        print(f"{config.archive} is up to date ({source.description})")
+def _normalise(built: Path, normalised: Path) -> None:
+    """The archiver's zip with its entries sorted, their times and modes fixed, and createdOn fixed."""
+    with zipfile.ZipFile(built) as source, zipfile.ZipFile(normalised, "w", zipfile.ZIP_STORED) as target:
+        for name in sorted(source.namelist()):
+            entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            entry.external_attr = 0o644 << 16
+            if name == MANIFEST:
+                manifest = json.loads(source.read(name)) | {"createdOn": CREATED_ON}
+                target.writestr(entry, json.dumps(manifest, indent=2))
+                continue
+            with source.open(name) as reader, target.open(entry, "w", force_zip64=True) as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)

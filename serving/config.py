@@ -1,13 +1,18 @@
 """Read config.properties and TorchServe's key file: the one place the project learns addresses and paths."""
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from animals.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "config.properties"
+# Every command takes --config (make: CONFIG=); TORCHSERVE_CONFIG changes the default for all of them.
+DEFAULT_CONFIG = Path(os.environ.get("TORCHSERVE_CONFIG") or REPO_ROOT / "config.properties")
+# The name TorchServe serves the model under (/predictions/animals): every archive this project builds registers as it.
+MODEL_NAME = "animals"
 MODEL_CONFIG = REPO_ROOT / "model-config.yaml"
 SAMPLE_IMAGES = REPO_ROOT.parent / "shared" / "data" / "animals10-sample"
 
@@ -40,16 +45,12 @@ class ServerConfig:
         return self.home / self.properties["model_store"]
 
     @property
-    def archive_name(self) -> str:
-        return self.properties["load_models"].split(",")[0].strip()
-
-    @property
     def model_name(self) -> str:
-        return Path(self.archive_name).stem
+        return MODEL_NAME
 
-    @property
-    def archive(self) -> Path:
-        return self.model_store / self.archive_name
+    def archive(self, version: str) -> Path:
+        """Where the model store keeps a version's archive: model_store/animals-1.0.mar."""
+        return self.model_store / f"{self.model_name}-{version}.mar"
 
     @property
     def key_file(self) -> Path:
@@ -59,16 +60,51 @@ class ServerConfig:
     def log_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def snapshot_dir(self) -> Path:
+        """Where TorchServe writes its model snapshots."""
+        return self.log_dir / "config"
+
+    @property
+    def effective_path(self) -> Path:
+        """The config TorchServe is started with: this one plus the models to serve (see serving.server)."""
+        return self.log_dir / "effective.properties"
+
+    def named_files(self) -> dict[str, Path]:
+        """The files and folders this config names, which TorchServe needs before it starts."""
+        files = {"model_store": self.model_store, "metrics_config": self.home / self.properties["metrics_config"]}
+        log_config = re.search(r"-Dlog4j\.configurationFile=(\S+)", self.properties.get("vmargs", ""))
+        if log_config:
+            files["vmargs log4j.configurationFile"] = self.home / log_config.group(1)
+        return files
+
+    def make(self, target: str) -> str:
+        """The make command for `target` on this config, as a user would type it."""
+        default = (REPO_ROOT / "config.properties").resolve()
+        return f"make {target}" if self.path == default else f"make {target} CONFIG={self.path}"
+
 
 def read_properties(path: Path) -> dict[str, str]:
-    """Parse a Java .properties file of key=value lines (the subset TorchServe's configs use)."""
+    """Parse a Java .properties file of key=value lines (the subset TorchServe writes: one line per key, values with
+    Java's backslash escapes, as in its snapshots' model_snapshot={\\n  "name"\\: ...})."""
     properties = {}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if line and not line.startswith(("#", "!")) and "=" in line:
             key, value = line.split("=", 1)
-            properties[key.strip()] = value.strip()
+            properties[key.strip()] = JAVA_ESCAPE.sub(_unescape, value.strip())
     return properties
+
+
+JAVA_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+JAVA_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(match: re.Match) -> str:
+    escaped = match.group(1)
+    if escaped.startswith("u") and len(escaped) == 5:
+        return chr(int(escaped[1:], 16))
+    return JAVA_ESCAPES.get(escaped, escaped)
 
 
 def read_config(path: Path = DEFAULT_CONFIG) -> ServerConfig:
@@ -76,6 +112,13 @@ def read_config(path: Path = DEFAULT_CONFIG) -> ServerConfig:
     if not path.is_file():
         raise UserError(f"no TorchServe config at {path}; pass --config PATH")
     return ServerConfig(path=path, properties=read_properties(path))
+
+
+def check_named_files(config: ServerConfig) -> None:
+    """One line naming every file or folder the config names that is missing (before TorchServe starts)."""
+    missing = [f"{key}={path}" for key, path in config.named_files().items() if not path.exists()]
+    if missing:
+        raise UserError(f"{config.path} names what does not exist: {', '.join(missing)}")
 
 
 def read_keys(config: ServerConfig) -> dict[str, str]:

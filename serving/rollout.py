@@ -15,7 +15,8 @@ from animals.folders import photos_in
 from animals.labels import english_name
 from serving.client import TorchServeError
 from serving.config import ServerConfig
-from serving.store import archive_labels, archive_version, install_archive, previous_default, push_history
+from serving.history import previous_default, push_history
+from serving.store import archive_labels, archive_version, install_archive, remove_archive
 
 
 class CheckFailed(Exception):
@@ -32,6 +33,7 @@ def rollout(
     version = archive_version(archive)
     if version in client.versions():
         raise UserError(f"version {version} is already registered: build the new archive with another VERSION")
+    was_in_store = config.archive(version).is_file()
     name, version = install_archive(archive, config)
     print(f"Current default: {current}. Registering {name} as version {version}")
     stopped = f"rollout of version {version} stopped; version {current} is still the default"
@@ -56,6 +58,8 @@ def rollout(
     finally:
         if not promoted:
             print(f"  Unregistering {version}: {unregister_quietly(client, version)}")
+            if not was_in_store:
+                remove_archive(config, name)
     return version
 
 
@@ -71,6 +75,16 @@ def switch_default(client, config: ServerConfig, version: str) -> str:
     answer = client.set_default(version)
     push_history(config, version)
     return answer
+
+
+def retire(client, config: ServerConfig, version: str, keep_archive: bool = False) -> str:
+    """Unregister a version and, unless asked to keep it, delete its archive from the model store."""
+    archive = client.describe(version)[0]["modelUrl"]
+    answer = client.unregister(version)
+    if keep_archive:
+        return f"{answer}; {archive} stays in {config.model_store}"
+    removed = remove_archive(config, archive)
+    return f"{answer}; removed {removed}" if removed else f"{answer}; {archive} was not in {config.model_store}"
 
 
 def unregister_quietly(client, version: str) -> str:

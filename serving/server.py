@@ -1,6 +1,7 @@
 """Start, stop and inspect the TorchServe that serves the animals model (what `make serve` and `make stop` run)."""
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -12,16 +13,23 @@ from pathlib import Path
 import psutil
 
 from animals.errors import UserError
+from serving import snapshots
 from serving.client import RestClient, TorchServeError
-from serving.config import SAMPLE_IMAGES, ServerConfig, read_keys
+from serving.config import SAMPLE_IMAGES, ServerConfig, check_named_files
+from serving.history import push_history
+from serving.snapshots import PROPERTY
 
 READY_TIMEOUT_S = 300
 POLL_INTERVAL_S = 1.0
 STOP_TIMEOUT_S = 60
-LOG_TAIL_LINES = 30
+LOG_TAIL_LINES = 15
 PID_FILE = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
-SNAPSHOT_PROPERTY = "model_snapshot="
+LOGS = ("ts_log.log", "model_log.log")
+# ts_log lines that mean a version's worker died while starting (TorchServe then retries it, for ever, backing off);
+# the worker's own error is the first exception line it wrote to model_log.
+WORKER_FAILED = ("Retry worker", "Load model failed")
+ERROR = re.compile(r"MODEL_LOG - ([\w.]*(?:Error|Exception)\b: .*)$")
 ADDRESS_KEYS = (
     "inference_address", "management_address", "metrics_address", "grpc_inference_address", "grpc_management_address",
 )  # fmt: skip
@@ -61,61 +69,85 @@ def running_pid(config: ServerConfig) -> int | None:
     return pid if alive else None
 
 
-def start(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, bind: str | None = None) -> bool:
-    """Start TorchServe in the background and wait until the model is READY; False if it was already running."""
+def start(
+    config: ServerConfig, default: str | None = None, timeout_s: float = READY_TIMEOUT_S, bind: str | None = None
+) -> bool:
+    """Start TorchServe in the background with the versions of its last snapshot and `default` made the default
+    version (None: the snapshot's default stays), and wait until the default version is READY. False if TorchServe
+    was already running."""
     pid = running_pid(config)
     if pid is not None:
-        print(f"TorchServe is already running (pid {pid}) at {config.inference_url}; `make stop` stops it")
+        print(f"TorchServe is already running (pid {pid}) at {config.inference_url}; `{config.make('stop')}` stops it")
         return False
+    previous = snapshots.default_version(snapshots.last_snapshot(config), config.model_name)
+    command, default = torchserve_command(config, default, bind)
     print(f"Starting TorchServe with {config.path} (logs in {config.log_dir})")
-    command = torchserve_command(config, bind)
-    log_offset = log_size(config)
+    offsets, earlier_snapshots = log_offsets(config), set(snapshots.snapshot_files(config))
     with open(config.log_dir / "torchserve.out", "ab") as output:
         subprocess.run(command, cwd=config.home, env=server_env(config), stdout=output, stderr=output, check=True)
-    wait_until_ready(config, timeout_s, log_offset)
+    try:
+        wait_until_ready(config, default, timeout_s, offsets)
+    except UserError:
+        for path in set(snapshots.snapshot_files(config)) - earlier_snapshots:
+            path.unlink()  # a start that failed leaves what is served next time as it was
+        raise
+    if previous not in (None, default):
+        push_history(config, previous)
+    push_history(config, default)
     return True
 
 
-def run_in_foreground(config: ServerConfig, bind: str | None) -> None:
+def run_in_foreground(config: ServerConfig, default: str | None, bind: str | None) -> None:
     """Become TorchServe in the foreground (the container's command): logs on stdout, signals straight to it."""
+    command, _ = torchserve_command(config, default, bind, foreground=True)
     print(f"Starting TorchServe in the foreground with {config.path}" + (f", listening on {bind}" if bind else ""))
-    command = torchserve_command(config, bind, foreground=True)
     os.chdir(config.home)
     os.execve(command[0], command, server_env(config))
 
 
-def torchserve_command(config: ServerConfig, bind: str | None = None, foreground: bool = False) -> list[str]:
+def torchserve_command(
+    config: ServerConfig, default: str | None, bind: str | None = None, foreground: bool = False
+) -> tuple[list[str], str]:
+    """The torchserve command line, and the version it will make the default."""
     check_java()
+    check_named_files(config)
     config.log_dir.mkdir(parents=True, exist_ok=True)
-    return [
+    effective, default = write_effective_config(config, default, bind)
+    command = [
         str(Path(sys.executable).with_name("torchserve")),
         "--start",
         *(["--foreground"] if foreground else []),
-        "--ts-config", str(effective_config(config, bind)),
+        "--ts-config", str(effective),
         "--model-store", str(config.model_store),
     ]  # fmt: skip
+    return command, default
 
 
-def effective_config(config: ServerConfig, bind: str | None = None) -> Path:
-    """The config TorchServe starts with: config.properties, listening on `bind` instead of its hosts if given, plus
-    the models of TorchServe's last snapshot.
+def write_effective_config(config: ServerConfig, default: str | None, bind: str | None = None) -> tuple[Path, str]:
+    """Write the config TorchServe starts with; return it and the default version it names.
 
-    TorchServe restores its last snapshot (registered versions, defaults, workers) only when started without a config
-    file; we always pass one, so the snapshot's `model_snapshot` line is carried into a copy of the current config.
+    It is the config, listening on `bind` instead of its hosts if given, plus `model_snapshot`: the versions of
+    TorchServe's last snapshot (registered versions, default, workers; TorchServe restores a snapshot itself only
+    when started without a config file) and `default` made the default.
     """
+    snapshot = snapshots.last_snapshot(config)
+    snapshots.prune(config)
+    entry = snapshots.entry_for(config.archive(default)) if default else None
+    models, gone = snapshots.models_to_start(snapshot, config.model_name, config.model_store, default, entry)
+    for version in gone:
+        print(f"Version {version} is not restored: its archive is no longer in {config.model_store}")
+    default = snapshots.default_version(models, config.model_name)
+    if default is None:
+        raise UserError(
+            f"nothing to serve: no default version in {config.model_store}; "
+            f"`{config.make('serve')} RUN=artifacts/RUN` or `IMAGENET=1` chooses one"
+        )
     lines = config.path.read_text().splitlines()
     if bind:
         lines = [rebind(line, bind) for line in lines]
-    snapshots = sorted((config.log_dir / "config").glob("*.cfg"))
-    if snapshots:
-        print(f"Restoring the registered models of {snapshots[-1].name}")
-        models = [line for line in snapshots[-1].read_text().splitlines() if line.startswith(SNAPSHOT_PROPERTY)]
-        lines += [f"# Registered models restored from {snapshots[-1].name}", *models]
-    if not bind and not snapshots:
-        return config.path
-    effective = config.log_dir / "effective.properties"
-    effective.write_text("\n".join(lines) + "\n")
-    return effective
+    lines += ["# The models to serve: the last snapshot's, with the default asked for", PROPERTY + json.dumps(models)]
+    config.effective_path.write_text("\n".join(lines) + "\n")
+    return config.effective_path, default
 
 
 def rebind(line: str, host: str) -> str:
@@ -137,54 +169,69 @@ def health(config: ServerConfig) -> str:
     return status
 
 
-def wait_until_ready(config: ServerConfig, timeout_s: float = READY_TIMEOUT_S, log_offset: int = 0) -> None:
-    """Poll the management API until a worker of the model is READY; on failure show the end of the logs.
-
-    Fails early when TorchServe exits or logs that the model failed to load (after `log_offset` in ts_log.log).
-    """
-    print(f"Waiting for model {config.model_name!r} to be READY", end="", flush=True)
+def wait_until_ready(config: ServerConfig, version: str, timeout_s: float, offsets: dict[str, int]) -> None:
+    """Poll the management API until a worker of `version` is READY. Stop TorchServe and say why as soon as it exits
+    or a worker cannot start (with the worker's own error line), or when the time is up."""
+    print(f"Waiting for version {version} of {config.model_name!r} to be READY", end="", flush=True)
     deadline = time.monotonic() + timeout_s
     problem = f"did not become READY in {timeout_s:.0f} s"
     while time.monotonic() < deadline:
-        if "READY" in model_worker_states(config):
+        if "READY" in worker_states(config, version):
             print(" READY")
             return
         if running_pid(config) is None:
             problem = "could not be served: TorchServe exited"
             break
-        if load_failed(config, log_offset):
-            problem = "failed to load (its handler raised, see the model log below)"
+        failure = worker_failure(config, version, offsets)
+        if failure:
+            problem = f"could not start a worker: {failure}"
             break
         print(".", end="", flush=True)
         time.sleep(POLL_INTERVAL_S)
     print()
-    tail = log_tail(config)
+    print(log_tail(config))
     stop(config)
-    raise UserError(f"model {config.model_name!r} {problem}; TorchServe was stopped.\n{tail}")
+    raise UserError(
+        f"version {version} of {config.model_name!r} {problem} (TorchServe was stopped; logs above). "
+        f"Another model: `{config.make('serve')} RUN=artifacts/RUN` or `IMAGENET=1`"
+    )
 
 
-def log_size(config: ServerConfig) -> int:
-    path = config.log_dir / "ts_log.log"
-    return path.stat().st_size if path.is_file() else 0
+def log_offsets(config: ServerConfig) -> dict[str, int]:
+    """How long TorchServe's logs are now, so that only what a start adds is read."""
+    return {name: (config.log_dir / name).stat().st_size if (config.log_dir / name).is_file() else 0 for name in LOGS}
 
 
-def load_failed(config: ServerConfig, log_offset: int) -> bool:
-    """Whether TorchServe logged a failed model load since `log_offset`."""
-    path = config.log_dir / "ts_log.log"
+def new_log_lines(config: ServerConfig, name: str, offsets: dict[str, int]) -> list[str]:
+    path = config.log_dir / name
     if not path.is_file():
-        return False
+        return []
     with open(path, "rb") as log:
-        log.seek(log_offset)
-        return b"Load model failed" in log.read()
+        log.seek(offsets.get(name, 0))
+        return log.read().decode(errors="replace").splitlines()
 
 
-def model_worker_states(config: ServerConfig) -> list[str]:
-    """The status of each worker of the model's versions, or [] while TorchServe cannot answer yet."""
+def worker_failure(config: ServerConfig, version: str, offsets: dict[str, int]) -> str | None:
+    """The worker's own error line, when TorchServe logged since `offsets` that a worker of `version` died."""
+    worker = f"-{config.model_name}_{version}"
+    failed = [
+        line
+        for line in new_log_lines(config, "ts_log.log", offsets)
+        if worker in line and any(signal in line for signal in WORKER_FAILED)
+    ]
+    if not failed:
+        return None
+    errors = (ERROR.search(line) for line in new_log_lines(config, "model_log.log", offsets) if worker in line)
+    return next((match.group(1) for match in errors if match), failed[0].split(" - ", 1)[-1])
+
+
+def worker_states(config: ServerConfig, version: str | None = None) -> list[str]:
+    """The status of each worker of a version (default: the default version), or [] while TorchServe cannot answer."""
     try:
-        described = RestClient(config).describe()
+        described = RestClient(config).describe(version)
     except UserError:  # no key file yet, not listening yet, or the model not registered yet
         return []
-    return [worker["status"] for version in described for worker in version.get("workers", [])]
+    return [worker["status"] for description in described for worker in description.get("workers", [])]
 
 
 def log_tail(config: ServerConfig, lines: int = LOG_TAIL_LINES) -> str:
@@ -199,47 +246,62 @@ def log_tail(config: ServerConfig, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def stop(config: ServerConfig) -> bool:
-    """Stop this config's TorchServe; False when it was not running."""
+    """Stop this config's TorchServe and return once the frontend and every worker are gone; False when it was not
+    running."""
     pid = running_pid(config)
     if pid is None:
         print("TorchServe is not running; nothing to stop")
         return False
     print(f"Stopping TorchServe (pid {pid})")
+    processes = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        frontend = psutil.Process(pid)
+        processes = [frontend, *frontend.children(recursive=True)]
     torchserve = str(Path(sys.executable).with_name("torchserve"))
     subprocess.run([torchserve, "--stop"], cwd=config.home, env=server_env(config), capture_output=True, check=False)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while running_pid(config) is not None and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL_S / 4)
-    if running_pid(config) is not None:
-        print(f"TorchServe did not stop in {STOP_TIMEOUT_S} s; killing it and its workers")
-        with contextlib.suppress(psutil.NoSuchProcess):
-            frontend = psutil.Process(pid)
-            for process in [*frontend.children(recursive=True), frontend]:
+    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT_S)
+    if alive:
+        print(f"TorchServe did not stop in {STOP_TIMEOUT_S} s; killing {len(alive)} of its processes")
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+        psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
     print("TorchServe stopped")
     return True
 
 
-def examples(config: ServerConfig) -> str:
-    """Ready-to-paste requests for a running server."""
-    keys = read_keys(config)
+def summary(config: ServerConfig) -> str:
+    """What answers now, and ready-to-paste requests for it (with the CONFIG in use)."""
+    client = RestClient(config)
+    default = client.default_version()
     url = f"{config.inference_url}/predictions/{config.model_name}"
     photo = next(iter(sorted(SAMPLE_IMAGES.glob("*/*.jp*g"))), Path("photo.jpg"))
+    others = sorted(client.versions() - {default})
     return "\n".join(
         [
+            f"Serving version {default} of {config.model_name!r} at {url}"
+            + (f" (also registered: {', '.join(others)}, each at {url}/VERSION)" if others else ""),
             "Try it:",
-            f"  TOKEN={keys['inference']}",
+            f"  TOKEN=$({config.make('-s token')})",
             f'  curl -H "Authorization: Bearer $TOKEN" -T {photo} {url}',
             f'  curl -H "Authorization: Bearer $TOKEN" -F "data=@{photo}" {url}',
-            f"  (tokens are in {config.key_file}; `make token` prints the current inference token)",
-            "Stop it with: make stop",
+            f"Stop it with: {config.make('stop')}",
         ]
     )
 
 
 def status(config: ServerConfig) -> str:
-    """One line: whether TorchServe runs, and what the default version's workers are doing."""
+    """One line: whether TorchServe runs, its default version, and what that version's workers are doing."""
     pid = running_pid(config)
     if pid is None:
         return "TorchServe is not running"
-    return f"TorchServe pid {pid}, workers: {', '.join(model_worker_states(config)) or 'none'}"
+    try:
+        default = f"default version {RestClient(config).default_version()}"
+    except UserError as error:
+        default = f"no answer from the management API ({error})"
+    return f"TorchServe pid {pid}, {default}, workers: {', '.join(worker_states(config)) or 'none'}"
+
+
+def registered_versions(config: ServerConfig) -> set[str]:
+    """The versions registered now, or none when TorchServe is not running."""
+    return RestClient(config).versions() if running_pid(config) is not None else set()

@@ -1,7 +1,8 @@
-"""Model versions on disk: which archive is which version, whether its bytes are the ones we built, and the history
-of default versions that `rollback` walks back through."""
+"""The model store's versions: one archive per version (model_store/animals-1.0.mar) with its record, a label that
+names one model forever, and the next free label."""
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -10,33 +11,108 @@ import yaml
 
 from animals.acceleration import InferenceSettings
 from animals.errors import UserError
-from serving.archive import read_record, record_path, sha256_of
+from serving import snapshots
+from serving.archive import MANIFEST, ModelSource, Record, build_archive, choose_source, record_path, sha256_of, staged
 from serving.config import ServerConfig
 
-HISTORY_FILE = "default-history.json"
+FIRST_VERSION = "1.0"
 
 
 def archive_version(archive: Path) -> str:
     """The model version written in the archive's manifest."""
-    try:
-        with zipfile.ZipFile(archive) as packed:
-            manifest = json.loads(packed.read("MAR-INF/MANIFEST.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-        raise UserError(f"{archive} is not a model archive (.mar) built by torch-model-archiver") from error
-    return manifest["model"]["modelVersion"]
+    return _read_archive(archive, MANIFEST, json.loads)["model"]["modelVersion"]
 
 
-def verify_archive(archive: Path) -> str:
-    """Refuse an archive whose SHA-256 is not the one recorded when serving.archive built it; return the SHA-256.
+def verify_archive(archive: Path) -> Record:
+    """The archive's record, after checking its SHA-256 is the one recorded when serving.archive built it.
 
     An archive executes its handler's code when TorchServe loads it: only archives this project built are registered.
     """
-    expected = read_record(archive).get("sha256")
-    if expected is None:
+    record = Record.read(archive)
+    if record is None:
         raise UserError(f"{archive} has no build record ({record_path(archive).name}): build it with `make archive`")
-    if sha256_of(archive) != expected:
+    if sha256_of(archive) != record.sha256:
         raise UserError(f"{archive} does not match the SHA-256 recorded when it was built: refusing to register it")
-    return expected
+    return record
+
+
+def stored(config: ServerConfig) -> dict[str, Record]:
+    """The versions in the model store, by label, with their records."""
+    records = (Record.read(path) for path in sorted(config.model_store.glob(f"{config.model_name}-*.mar")))
+    return {record.version: record for record in records if record is not None}
+
+
+def taken_versions(config: ServerConfig, registered: set[str] = frozenset()) -> set[str]:
+    """Labels that already name a model: in the store, in TorchServe's last snapshot, or registered now."""
+    snapshot = snapshots.last_snapshot(config)
+    return set(stored(config)) | set(snapshots.versions(snapshot, config.model_name)) | set(registered)
+
+
+def next_free_version(taken: set[str]) -> str:
+    """After the highest numeric label, its last number plus one: 1.0 -> 1.1; 1.0 when nothing is taken."""
+    numeric = [tuple(int(part) for part in label.split(".")) for label in taken if re.fullmatch(r"\d+(\.\d+)*", label)]
+    if not numeric:
+        return FIRST_VERSION
+    highest = max(numeric)
+    return ".".join(map(str, (*highest[:-1], highest[-1] + 1))) if len(highest) > 1 else f"{highest[0]}.1"
+
+
+def publish(
+    config: ServerConfig,
+    source: ModelSource,
+    version: str | None = None,
+    handler: dict | None = None,
+    output: Path | None = None,
+    registered: set[str] = frozenset(),
+) -> tuple[str, Path]:
+    """The version and archive that hold `source`: one already in the store with the same content, else a new build
+    (into the store, or to `output`). A label that names another model is refused, naming the next free one."""
+    with staged(source, handler) as stage:
+        same = {label for label, record in stored(config).items() if record.content == stage.content}
+        if output is None and (version in same or (version is None and same)):
+            label = version or max(same, key=_order)
+            print(f"{config.archive(label)} is up to date: version {label} is {source.description}")
+            return label, config.archive(label)
+        taken = taken_versions(config, registered)
+        if version in taken and version not in same:
+            raise UserError(
+                f"version {version} already names another model: build this one as VERSION={next_free_version(taken)}"
+            )
+        label = version or next_free_version(taken)
+        archive = Path(output) if output else config.archive(label)
+        if output and archive.resolve().parent == config.model_store.resolve():
+            raise UserError(f"OUTPUT={output} is inside the model store, whose names `make archive` keeps: drop OUTPUT")
+        build_archive(archive, stage, config.model_name, label)
+        return label, archive
+
+
+def version_to_serve(config: ServerConfig, run: Path | None, imagenet: bool, build: bool = True) -> str | None:
+    """The version `make serve` makes the default.
+
+    RUN (or IMAGENET): that model's own version, built when the store does not hold it yet. Neither: None when
+    TorchServe has served before, so that its last snapshot's default comes back unchanged; when nothing has been
+    served yet, the newest trained run, else the ImageNet default (not building: the store's highest version).
+    """
+    snapshot = snapshots.last_snapshot(config)
+    if run is None and not imagenet and snapshot is not None:
+        print("Serving what TorchServe served last: the versions of its last snapshot, and their default")
+        return None
+    if not build:
+        in_store = stored(config)
+        if not in_store:
+            raise UserError(f"nothing to serve: {config.model_store} holds no archive; build one with `make archive`")
+        version = max(in_store, key=_order)
+        print(f"Nothing served yet: serving the model store's highest version, {version} ({in_store[version].source})")
+        return version
+    source = choose_source(run, imagenet)
+    version, _ = publish(config, source)
+    first = "" if run is not None or imagenet else "Nothing served yet, so the newest trained run, else ImageNet: "
+    print(f"{first}serving {source.description} as version {version}")
+    return version
+
+
+def _order(label: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else -1 for part in label.split("."))
 
 
 def install_archive(archive: Path, config: ServerConfig, expected_version: str | None = None) -> tuple[str, str]:
@@ -44,40 +120,33 @@ def install_archive(archive: Path, config: ServerConfig, expected_version: str |
     archive = Path(archive)
     if not archive.is_file():
         raise UserError(f"no archive at {archive}")
-    digest = verify_archive(archive)
+    record = verify_archive(archive)
     version = archive_version(archive)
     if expected_version and expected_version != version:
         raise UserError(f"{archive} is version {version}, not {expected_version}: rebuild it with VERSION=...")
-    store = config.model_store.resolve()
-    if archive.resolve().parent == store:
-        return archive.name, version
-    target = store / f"{config.model_name}-{version}.mar"
-    if target.exists() and read_record(target).get("sha256") != digest:
+    target = config.archive(version)
+    if archive.resolve() == target.resolve():
+        return target.name, version
+    existing = Record.read(target)
+    if existing is not None and existing.content != record.content:
+        taken = taken_versions(config)
         raise UserError(
-            f"{target} already holds another version {version}: unregister it first, or use another VERSION"
+            f"version {version} already names another model in {config.model_store}: rebuild this one with "
+            f"VERSION={next_free_version(taken)}"
         )
     shutil.copy2(archive, target)
     shutil.copy2(record_path(archive), record_path(target))
     return target.name, version
 
 
-def read_history(config: ServerConfig) -> list[str]:
-    path = config.model_store / HISTORY_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
-
-
-def push_history(config: ServerConfig, version: str) -> None:
-    """Remember that `version` became the default."""
-    history = [entry for entry in read_history(config) if entry != version] + [version]
-    (config.model_store / HISTORY_FILE).write_text(json.dumps(history) + "\n")
-
-
-def previous_default(config: ServerConfig, current: str, registered: set[str]) -> str:
-    """The most recent earlier default that is still registered."""
-    candidates = [version for version in read_history(config) if version != current and version in registered]
-    if not candidates:
-        raise UserError(f"no earlier default version to roll back to (current default: {current})")
-    return candidates[-1]
+def remove_archive(config: ServerConfig, name: str) -> Path | None:
+    """Delete an archive (and its record) from the model store; the path removed, or None when it was not there."""
+    archive = config.model_store / name
+    if not archive.is_file():
+        return None
+    archive.unlink()
+    record_path(archive).unlink(missing_ok=True)
+    return archive
 
 
 def extract_model(archive: Path, destination: Path) -> Path:
@@ -90,11 +159,17 @@ def extract_model(archive: Path, destination: Path) -> Path:
 
 def archive_settings(archive: Path) -> InferenceSettings:
     """The handler's inference settings packed in the archive's model-config.yaml."""
-    with zipfile.ZipFile(archive) as packed:
-        return InferenceSettings.from_config(yaml.safe_load(packed.read("model-config.yaml")).get("handler", {}))
+    return InferenceSettings.from_config(_read_archive(archive, "model-config.yaml", yaml.safe_load).get("handler", {}))
 
 
 def archive_labels(archive: Path) -> set[str]:
     """The class names the archive's model answers with."""
-    with zipfile.ZipFile(archive) as packed:
-        return set(json.loads(packed.read("index_to_name.json")).values())
+    return set(_read_archive(archive, "index_to_name.json", json.loads).values())
+
+
+def _read_archive(archive: Path, name: str, parse):
+    try:
+        with zipfile.ZipFile(archive) as packed:
+            return parse(packed.read(name))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise UserError(f"{archive} is not a model archive (.mar) built by torch-model-archiver") from error

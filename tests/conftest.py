@@ -8,10 +8,9 @@ import pytest
 import torch
 from torchvision.models import vgg16
 
-from serving.archive import build_archive, trained_run_source
-from serving.server import start, stop
+from serving.server import stop
 from tests.shapes import write_shapes
-from tests.support import SAMPLE_DIR, SMALL_VGG, Client, make_run, sample_images, write_config
+from tests.support import SAMPLE_DIR, SMALL_VGG, Client, make_run, sample_images, serve, write_config
 from training import train
 from training.predict import Predictor
 
@@ -69,9 +68,8 @@ def reference(tiny_run: Path) -> Predictor:
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator[Client]:
     """One TorchServe on free loopback ports serving the tiny run's archive, shared by the session's tests."""
     config = write_config(tmp_path_factory.mktemp("torchserve"))
-    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
     try:
-        start(config, timeout_s=180)
+        serve(config, tiny_run)
         yield Client(config)
     finally:
         stop(config)

@@ -14,8 +14,11 @@ from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, build_model
 from benchmarks.load import free_port
 from handler.animals_handler import AnimalsHandler
+from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
-from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
+from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config
+from serving.server import start
+from serving.store import publish
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = SAMPLE_IMAGES
@@ -59,8 +62,25 @@ def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) ->
         lines.append(f"{key}={values.pop(key)}" if key in values else line)
     lines += [f"{key}={value}" for key, value in values.items()]
     (home / "config.properties").write_text("\n".join(lines) + "\n")
-    shutil.copy2(source.parent / "metrics.yaml", home / "metrics.yaml")
-    return read_config(home / "config.properties")
+    for companion in ("metrics.yaml", "log4j2.xml"):
+        shutil.copy2(source.parent / companion, home / companion)
+    config = read_config(home / "config.properties")
+    config.model_store.mkdir(exist_ok=True)
+    return config
+
+
+def archive_of(run: Path, archive: Path, version: str = "1.0", handler: dict | None = None) -> Path:
+    """A run's archive built where a user keeps one before registering it (not in the model store)."""
+    with staged(trained_run_source(run), handler) as stage:
+        build_archive(archive, stage, MODEL_NAME, version)
+    return archive
+
+
+def serve(config: ServerConfig, run: Path, timeout_s: float = 180) -> str:
+    """Put the run in the model store as a version of its own, start TorchServe with it as the default; its version."""
+    version, _ = publish(config, trained_run_source(run))
+    start(config, version, timeout_s=timeout_s)
+    return version
 
 
 class Client(RestClient):

@@ -20,8 +20,6 @@ def test_tiny_benchmark_writes_its_table_plot_and_ratios(served, tmp_path):
     assert set(report["ratios"]) >= {"served_best_over_in_process_ceiling", "grpc_best_over_rest_best"}
     assert "| REST | 1 |" in (output / "results.md").read_text()
     assert (output / "throughput.png").read_bytes().startswith(b"\x89PNG")
-    assert "bench-fp32" not in {d["modelVersion"] for d in served_versions(served)}
-
-
-def served_versions(served) -> list[dict]:
-    return served.get(f"{served.config.management_url}/models/animals/all", kind="management").json()
+    assert served.versions() == {"1.0"} and [path.name for path in served.config.model_store.glob("*.mar")] == [
+        "animals-1.0.mar"
+    ]

@@ -14,9 +14,10 @@ from pathlib import Path
 import yaml
 
 from animals.errors import UserError
-from serving.archive import build_archive, trained_run_source
+from serving.archive import trained_run_source
 from serving.client import TorchServeError
 from serving.config import ServerConfig, read_config, read_properties
+from serving.store import publish
 from tests.support import REPO_ROOT, Client, write_config
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
@@ -77,7 +78,7 @@ def test_the_containers_start_command_rebinds_serves_and_stops_on_sigterm(tmp_pa
     command = json.loads(instructions("CMD")[0])
     assert command[:3] == ["python", "-m", "scripts.server"] and "start" in command and "--foreground" in command
     config = write_config(tmp_path / "serve")
-    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
+    publish(config, trained_run_source(tiny_run))
     arguments = command[3:]
     arguments[arguments.index("--config") + 1] = str(config.path)
     arguments[arguments.index("--bind") + 1] = REBOUND_HOST

@@ -10,16 +10,15 @@ import yaml
 
 from animals.labels import ANIMALS
 from handler.animals_handler import AnimalsHandler
-from serving.archive import build_archive, trained_run_source
 from tests import corpus
-from tests.support import loaded_handler, run_handler
+from tests.support import archive_of, loaded_handler, run_handler
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_run) -> Path:
     """The tiny run's archive, unpacked as TorchServe unpacks it for a worker."""
     work = tmp_path_factory.mktemp("handler")
-    archive = build_archive(work / "animals.mar", trained_run_source(tiny_run), "animals")
+    archive = archive_of(tiny_run, work / "animals.mar")
     with zipfile.ZipFile(archive) as packed:
         packed.extractall(work / "model")
     return work / "model"

@@ -55,7 +55,7 @@ def test_predict_evaluate_and_served_agree_on_every_sample(tmp_path, sample_run,
         assert predictor.class_names[prediction] == offline[SAMPLE_DIR / relative], relative
 
     try:
-        start(config, timeout_s=180)
+        start(config, "2.0", timeout_s=180)
         client = Client(config)
         with ThreadPoolExecutor(max_workers=8) as pool:
             served = [next(iter(r.json())) for r in pool.map(client.post, photos)]

@@ -17,12 +17,11 @@ import requests
 from animals import cli
 from benchmarks.soak import soak
 from scripts import manage
-from serving.archive import build_archive, trained_run_source
 from serving.client import GrpcClient, RestClient, TorchServeError
 from serving.config import ServerConfig
-from serving.server import running_pid, start, stop
+from serving.server import running_pid, stop
 from tests import corpus
-from tests.support import SAMPLE_DIR, Client, make_run, write_config
+from tests.support import SAMPLE_DIR, Client, archive_of, make_run, serve, write_config
 
 RECOVERY_BOUND_S = 60
 FAIL_FAST_TIMEOUT_S = 10
@@ -32,9 +31,8 @@ FAIL_FAST_TIMEOUT_S = 10
 def server(tmp_path_factory, tiny_run) -> Iterator[ServerConfig]:
     """A TorchServe of its own: these tests kill its worker and register broken versions."""
     config = write_config(tmp_path_factory.mktemp("reliability") / "server")
-    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
     try:
-        start(config, timeout_s=180)
+        serve(config, tiny_run)
         yield config
     finally:
         stop(config)
@@ -102,7 +100,7 @@ def test_a_killed_worker_fails_its_requests_fast_and_is_replaced(server, samples
 def test_a_version_whose_workers_cannot_start_answers_at_once(server, tmp_path, samples, capsys):
     broken_run = make_run(tmp_path / "broken", seed=4)
     (broken_run / "model.pt").write_bytes(b"not a state dict")
-    broken = build_archive(tmp_path / "broken.mar", trained_run_source(broken_run), "animals", "9.0")
+    broken = archive_of(broken_run, tmp_path / "broken.mar", "9.0")
     with pytest.raises(SystemExit) as exited:
         cli.run(manage.main, ["--config", str(server.path), "register", str(broken)])
     assert exited.value.code == 1 and "Failed to start workers" in capsys.readouterr().err
@@ -133,9 +131,7 @@ def test_registration_of_an_archive_outside_the_store_is_refused(server, archive
 
 @pytest.fixture(scope="module")
 def archive_elsewhere(tmp_path_factory, tiny_run) -> Path:
-    return build_archive(
-        tmp_path_factory.mktemp("elsewhere") / "other.mar", trained_run_source(tiny_run), "animals", "5.0"
-    )
+    return archive_of(tiny_run, tmp_path_factory.mktemp("elsewhere") / "other.mar", "5.0")
 
 
 def register_url(server: ServerConfig, url: str) -> requests.Response:
@@ -144,7 +140,7 @@ def register_url(server: ServerConfig, url: str) -> requests.Response:
 
 
 def test_a_tampered_archive_is_refused(server, tmp_path, tiny_run, capsys):
-    archive = build_archive(tmp_path / "v7.mar", trained_run_source(tiny_run), "animals", "7.0")
+    archive = archive_of(tiny_run, tmp_path / "v7.mar", "7.0")
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
@@ -167,10 +163,9 @@ def test_every_port_listens_on_loopback_only(server):
 def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
     """Keys last token_expiration_min; an expired key is refused everywhere, and the API key renews it."""
     config = write_config(tmp_path / "server", token_expiration_min="1")
-    build_archive(config.archive, trained_run_source(tiny_run), config.model_name)
     photo = samples[0].read_bytes()
     try:
-        start(config, timeout_s=180)
+        serve(config, tiny_run)
         client = Client(config)
         old, old_management = client.headers(), client.headers("management")
         assert client.post(photo, headers=old).status_code == 200

@@ -1,44 +1,66 @@
-"""Model versions through the management CLI over a real TorchServe: register, switch, scale, roll out, roll back,
-restart; gRPC against REST; refused tokens; and the CLI's one-line errors."""
+"""Model versions over a real TorchServe: register, switch, scale, roll out (and refuse to), roll back, unregister,
+restart; what a version label means; gRPC against REST; refused tokens; the CLI's one-line errors.
+
+Each test starts from the same state (version 1.0 alone, the default, one worker) and puts it back afterwards."""
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from animals import cli
+from animals.errors import UserError
 from scripts import manage
-from serving.archive import build_archive, trained_run_source
+from serving import archive as archive_module
+from serving.archive import record_path, trained_run_source
 from serving.client import GrpcClient, RestClient, TorchServeError
 from serving.config import ServerConfig
+from serving.history import HISTORY_FILE
 from serving.server import start, stop
-from tests.support import make_run, write_config
+from serving.store import publish, remove_archive
+from tests.support import SAMPLE_DIR, archive_of, make_run, serve, write_config
 from training.predict import Predictor
+
+BASELINE = "1.0"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("version-runs")
-    return {version: make_run(root / version, seed=seed) for version, seed in (("1.0", 1), ("2.0", 2))}
+    return {name: make_run(root / name, seed=seed) for name, seed in (("first", 1), ("second", 2), ("third", 3))}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, runs) -> Iterator[ServerConfig]:
-    """A TorchServe of its own (these tests change the default version), starting with version 1.0."""
+    """A TorchServe of its own (these tests change the default version), serving the first run as 1.0."""
     config = write_config(tmp_path_factory.mktemp("versions") / "server")
-    build_archive(config.archive, trained_run_source(runs["1.0"]), config.model_name, "1.0")
     try:
-        start(config, timeout_s=180)
+        assert serve(config, runs["first"]) == BASELINE
         yield config
     finally:
         stop(config)
 
 
-@pytest.fixture(scope="module")
-def archive_v2(tmp_path_factory, runs, server) -> Path:
-    """Version 2.0 built outside the model store, as a user would hand it to `register`."""
-    return build_archive(tmp_path_factory.mktemp("built") / "v2.mar", trained_run_source(runs["2.0"]), "animals", "2.0")
+@pytest.fixture(autouse=True)
+def baseline(request) -> Iterator[None]:
+    """After each test that uses the server: 1.0 alone, the default, one worker, no other archive in the store."""
+    yield
+    if "server" not in request.fixturenames:
+        return
+    config = request.getfixturevalue("server")
+    client = RestClient(config)
+    if client.default_version() != BASELINE:
+        client.set_default(BASELINE)
+    for version in client.versions() - {BASELINE}:
+        client.unregister(version)
+    client.scale(BASELINE, 1, 1)
+    for archive in config.model_store.glob("*.mar"):
+        if archive.name != config.archive(BASELINE).name:
+            remove_archive(config, archive.name)
+    (config.model_store / HISTORY_FILE).unlink(missing_ok=True)
 
 
 def run_cli(capsys, config: ServerConfig, *arguments: str) -> tuple[int, str, str]:
@@ -48,16 +70,13 @@ def run_cli(capsys, config: ServerConfig, *arguments: str) -> tuple[int, str, st
     return exited.value.code, captured.out, captured.err
 
 
-def rest(config: ServerConfig, token: str | None = None) -> RestClient:
-    return RestClient(config, token)
-
-
-def test_register_a_second_version_and_switch_the_default(capsys, server, runs, archive_v2, samples):
-    code, out, _ = run_cli(capsys, server, "register", str(archive_v2), "--version", "2.0")
-    assert code == 0 and "registered" in out
+def test_register_a_second_version_and_switch_the_default(capsys, server, runs, samples, tmp_path):
+    archive = archive_of(runs["second"], tmp_path / "animals-2.0.mar", "2.0")
+    code, out, _ = run_cli(capsys, server, "register", str(archive), "--version", "2.0")
+    assert code == 0 and "registered" in out and server.archive("2.0").is_file()
     photo = samples[5].read_bytes()
-    expected = {version: Predictor(run).top_k(photo) for version, run in runs.items()}
-    client = rest(server)
+    expected = {version: Predictor(runs[name]).top_k(photo) for version, name in (("1.0", "first"), ("2.0", "second"))}
+    client = RestClient(server)
     for version in ("1.0", "2.0"):
         assert list(client.predict(photo, version)) == list(expected[version])
     assert list(client.predict(photo)) == list(expected["1.0"])
@@ -69,74 +88,197 @@ def test_register_a_second_version_and_switch_the_default(capsys, server, runs, 
     assert "* animals 2.0" in out and "  animals 1.0" in out
 
 
-def test_scale_is_reflected_by_describe(capsys, server, archive_v2):
+def test_scale_is_reflected_by_describe(capsys, server):
     code, _, _ = run_cli(capsys, server, "scale", "1.0", "--min", "2", "--max", "2")
     assert code == 0
     code, out, _ = run_cli(capsys, server, "describe", "1.0")
     description = json.loads(out)[0]
     assert (description["minWorkers"], description["maxWorkers"], len(description["workers"])) == (2, 2, 2)
-    run_cli(capsys, server, "scale", "1.0", "--min", "1", "--max", "1")
 
 
-def test_grpc_answers_equal_rest_for_each_version(server, archive_v2, samples):
+def test_grpc_answers_equal_rest_for_each_version(server, runs, samples):
+    version, _ = publish(server, trained_run_source(runs["second"]), "2.0")
     grpc, http = GrpcClient(server), RestClient(server)
+    http.register(server.archive(version).name, 1, None, None)
     assert grpc.ping() == "Healthy"
     for photo in (samples[0].read_bytes(), samples[77].read_bytes()):
         for version in ("1.0", "2.0", None):
             assert grpc.predict(photo, version) == http.predict(photo, version)
-    assert {d["modelVersion"] for d in grpc.describe("all")} == {d["modelVersion"] for d in http.describe("all")}
+    assert grpc.versions() == http.versions() == {"1.0", "2.0"}
 
 
-def test_rollout_of_a_broken_archive_keeps_the_old_default(capsys, server, tmp_path, runs, samples):
-    broken_run = make_run(tmp_path / "broken", seed=3)
-    spec = json.loads((broken_run / "model.json").read_text())
-    (broken_run / "model.json").write_text(json.dumps(spec | {"width": 0.125}))  # weights no longer fit the network
-    broken = build_archive(tmp_path / "broken.mar", trained_run_source(broken_run), "animals", "3.0")
-    before = rest(server).describe()[0]["modelVersion"]
+def test_handler_metrics_count_each_version_apart(server, runs, samples):
+    """The rollout section's check: AnimalsPredictedLabel{ModelVersion="2.0"} moves with 2.0's answers alone."""
+    client = RestClient(server)
+    version, _ = publish(server, trained_run_source(runs["second"]), "2.0")
+    client.register(server.archive(version).name, 1, None, None)
+    before = predicted_by_version(client)
+    for photo in samples[:3]:
+        client.predict(photo.read_bytes(), "2.0")
+    client.predict(samples[3].read_bytes(), "1.0")
+    after = wait_for_metrics(client, before, {"1.0": 1, "2.0": 3})
+    assert {version: after.get(version, 0) - before.get(version, 0) for version in ("1.0", "2.0")} == {
+        "1.0": 1,
+        "2.0": 3,
+    }
 
-    code, out, err = run_cli(capsys, server, "rollout", str(broken), "--images", str(samples[0].parent))
+
+def predicted_by_version(client: RestClient) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.metrics()):
+        if family.name == "AnimalsPredictedLabel":
+            for sample in family.samples:
+                version = sample.labels["ModelVersion"]
+                counts[version] = counts.get(version, 0) + sample.value
+    return counts
+
+
+def wait_for_metrics(client: RestClient, before: dict, moved: dict, timeout_s: float = 15) -> dict[str, float]:
+    """Scrape until the counters moved as much (the handler's metrics reach the frontend a moment after the answer)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = predicted_by_version(client)
+        if all(after.get(v, 0) - before.get(v, 0) >= n for v, n in moved.items()) or time.monotonic() > deadline:
+            return after
+        time.sleep(0.2)
+
+
+# Rollout: every way it stops leaves the old default serving and no new version behind.
+
+
+def assert_rollout_stopped(capsys, server: ServerConfig, archive: Path, *options: str) -> str:
+    code, out, err = run_cli(capsys, server, "rollout", str(archive), "--images", str(SAMPLE_DIR), *options)
     assert code == 1
-    assert "Registration failed" in out and "Unregistering 3.0" in out
-    assert f"version {before} is still the default" in err and err.count("\n") == 1
-    assert rest(server).describe()[0]["modelVersion"] == before
-    assert "3.0" not in {d["modelVersion"] for d in rest(server).describe("all")}
+    assert err == f"error: rollout of version 3.0 stopped; version {BASELINE} is still the default\n"
+    client = RestClient(server)
+    assert client.default_version() == BASELINE and client.versions() == {BASELINE}
+    assert not server.archive("3.0").exists(), "a stopped rollout leaves its archive in the store"
+    return out
 
 
-def test_rollout_with_expected_labels_then_rollback(capsys, server, tmp_path, runs, samples):
-    images = samples[0].parent
-    new = build_archive(tmp_path / "v4.mar", trained_run_source(runs["1.0"]), "animals", "4.0")
-    reference = Predictor(runs["1.0"])
-    expected = {path.name: reference.top1(path.read_bytes()) for path in images.iterdir()}
+def test_rollout_of_an_archive_whose_workers_cannot_start(capsys, server, tmp_path):
+    broken = make_run(tmp_path / "broken", seed=3)
+    (broken / "model.pt").write_bytes(b"not a state dict")
+    out = assert_rollout_stopped(capsys, server, archive_of(broken, tmp_path / "broken.mar", "3.0"))
+    assert "Registration failed: TorchServe answered 500" in out and "Unregistering 3.0" in out
+
+
+def test_rollout_of_a_version_that_answers_wrongly(capsys, server, runs, tmp_path):
+    """Random weights agree with the photos' class folders on about one photo in ten."""
+    archive = archive_of(runs["third"], tmp_path / "wrong.mar", "3.0")
+    out = assert_rollout_stopped(capsys, server, archive, "--expected", "folders", "--min-agreement", "0.5")
+    assert "Check failed: top-1 agreement" in out and "is below the required 50.0%" in out
+
+
+MALFORMED_HANDLER = """
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class ListHandler(BaseHandler):
+    def initialize(self, context):
+        self.initialized = True
+
+    def handle(self, data, context):
+        return [["cat", 0.9] for _ in data]
+"""
+
+
+def test_rollout_of_a_version_whose_answers_are_malformed(capsys, server, runs, tmp_path, monkeypatch):
+    """An archive built with another handler, which answers a list where a label-to-probability object belongs."""
+    handler = tmp_path / "list_handler.py"
+    handler.write_text(MALFORMED_HANDLER)
+    monkeypatch.setattr(archive_module, "HANDLER", handler)
+    out = assert_rollout_stopped(capsys, server, archive_of(runs["third"], tmp_path / "malformed.mar", "3.0"))
+    assert "Check failed:" in out and "the answer is not a label-to-probability object: ['cat', 0.9]" in out
+
+
+def test_rollout_refuses_a_version_that_is_already_registered(capsys, server, runs, tmp_path):
+    archive = archive_of(runs["first"], tmp_path / "again.mar", BASELINE)
+    code, _, err = run_cli(capsys, server, "rollout", str(archive), "--images", str(SAMPLE_DIR))
+    assert code == 1 and err == "error: version 1.0 is already registered: build the new archive with another VERSION\n"
+
+
+def test_rollout_with_expected_labels_then_two_rollbacks_swap_back(capsys, server, runs, tmp_path):
+    archive = archive_of(runs["first"], tmp_path / "v4.mar", "4.0")
+    reference = Predictor(runs["first"])
+    expected = {str(path.relative_to(SAMPLE_DIR)): reference.top1(path.read_bytes()) for path in SAMPLE_DIR.glob("*/*")}
     (tmp_path / "expected.json").write_text(json.dumps(expected))
-    before = rest(server).describe()[0]["modelVersion"]
-
     code, out, _ = run_cli(
-        capsys, server, "rollout", str(new), "--images", str(images), "--expected", str(tmp_path / "expected.json")
+        capsys,
+        server,
+        "rollout",
+        str(archive),
+        "--images",
+        str(SAMPLE_DIR),
+        "--expected",
+        str(tmp_path / "expected.json"),
     )
-    assert code == 0 and "top-1 agreement with the expected labels: 100.0%" in out
-    assert rest(server).describe()[0]["modelVersion"] == "4.0"
+    assert code == 0 and "top-1 agreement with the expected labels: 100.0% on 160 images" in out
+    client = RestClient(server)
+    assert client.default_version() == "4.0"
+    for expected_default in ("1.0", "4.0"):
+        code, out, _ = run_cli(capsys, server, "rollback")
+        assert code == 0 and client.default_version() == expected_default, out
 
-    code, out, _ = run_cli(capsys, server, "rollback")
-    assert code == 0 and f"from 4.0 to {before}" in out
-    assert rest(server).describe()[0]["modelVersion"] == before
+
+# What a version label means.
 
 
-def test_restart_keeps_versions_and_default(server):
-    before = rest(server).describe()[0]["modelVersion"]
-    registered = {d["modelVersion"] for d in rest(server).describe("all")}
+def test_a_label_that_names_another_model_is_refused_naming_the_next_free_one(server, runs):
+    with pytest.raises(UserError, match=r"^version 1.0 already names another model: build this one as VERSION=1.1$"):
+        publish(server, trained_run_source(runs["second"]), "1.0")
+
+
+def test_the_same_inputs_build_the_same_bytes_and_are_not_rebuilt(server, runs, tmp_path, capsys, monkeypatch):
+    first = archive_of(runs["second"], tmp_path / "a" / "animals-2.0.mar", "2.0")
+    second = archive_of(runs["second"], tmp_path / "b" / "animals-2.0.mar", "2.0")
+    assert first.read_bytes() == second.read_bytes()
+    version, archive = publish(server, trained_run_source(runs["second"]))
+    built = archive.stat().st_mtime_ns
+    monkeypatch.chdir(runs["second"].parent)
+    assert publish(server, trained_run_source(Path(runs["second"].name))) == (version, archive)  # a relative spelling
+    assert archive.stat().st_mtime_ns == built and "is up to date" in capsys.readouterr().out
+
+
+def test_the_archive_of_a_registered_version_is_never_written_over(server, runs):
+    archive = server.archive(BASELINE)
+    before = (archive.read_bytes(), archive.stat().st_mtime_ns)
+    assert publish(server, trained_run_source(runs["first"]), BASELINE) == (BASELINE, archive)
+    with pytest.raises(UserError, match="already names another model"):
+        publish(server, trained_run_source(runs["third"]), BASELINE)
+    assert (archive.read_bytes(), archive.stat().st_mtime_ns) == before
+
+
+def test_unregister_removes_the_archive_unless_asked_to_keep_it(capsys, server, runs):
+    client = RestClient(server)
+    for version, keep in (("2.0", False), ("2.1", True)):
+        publish(server, trained_run_source(runs["second"]), version)
+        client.register(server.archive(version).name, 1, None, None)
+        code, out, _ = run_cli(capsys, server, "unregister", version, *(["--keep-archive"] if keep else []))
+        assert code == 0 and version not in client.versions()
+        assert server.archive(version).is_file() == keep and record_path(server.archive(version)).is_file() == keep
+        assert (f"stays in {server.model_store}" if keep else f"removed {server.archive(version)}") in out
+    publish(server, trained_run_source(runs["third"]), "2.0")  # 2.0 is free again: a rollout of it would be taken
+
+
+def test_restart_keeps_versions_and_default(server, runs):
+    version, _ = publish(server, trained_run_source(runs["second"]), "2.0")
+    client = RestClient(server)
+    client.register(server.archive(version).name, 1, None, None)
+    client.set_default("2.0")
     stop(server)
     start(server, timeout_s=180)
-    assert rest(server).describe()[0]["modelVersion"] == before
-    assert {d["modelVersion"] for d in rest(server).describe("all")} == registered
+    assert client.default_version() == "2.0" and client.versions() == {"1.0", "2.0"}
 
 
 @pytest.mark.parametrize("token", ["wrong-token", ""], ids=["wrong", "blank"])
 def test_refused_tokens_over_rest_and_grpc(server, samples, token):
     photo = samples[0].read_bytes()
     for client in (RestClient(server, token or " "), GrpcClient(server, token or " ")):
-        with pytest.raises(TorchServeError, match="InvalidKeyException"):
+        with pytest.raises(TorchServeError, match="InvalidKeyException") as refused:
             client.predict(photo)
-        with pytest.raises(TorchServeError, match="InvalidKeyException"):
+        assert refused.value.kind == "token_refused"
+        with pytest.raises(TorchServeError, match=r"read the current management key with `python -m scripts\.server"):
             client.describe()
 
 
@@ -155,8 +297,8 @@ def test_cli_errors_are_one_line(capsys, server, arguments, message):
     assert code == 1 and err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
-def test_registering_the_same_version_twice_is_a_409(capsys, server, archive_v2):
-    code, _, err = run_cli(capsys, server, "register", str(archive_v2))
+def test_registering_the_same_version_twice_is_a_409(capsys, server):
+    code, _, err = run_cli(capsys, server, "register", str(server.archive(BASELINE)))
     assert code == 1 and "409" in err and "already registered" in err
 
 

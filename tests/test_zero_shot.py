@@ -10,7 +10,7 @@ from torchvision.models import vgg16
 from animals.labels import ANIMALS
 from animals.preprocessing import decode_image, eval_transform
 from animals.zero_shot import animal_probabilities, membership
-from serving.archive import build_archive, choose_source
+from serving.archive import build_archive, choose_source, staged
 from tests.support import SAMPLE_DIR, loaded_handler, run_handler
 from training import zero_shot_report
 from training.zero_shot_report import accuracy, format_table, score_folder, zero_shot_network
@@ -42,7 +42,9 @@ def test_a_confident_member_class_wins_its_animal():
 def test_the_zero_shot_archive_answers_exactly_animal_probabilities(tmp_path, vgg16_weights, samples, monkeypatch):
     """Full-size VGG16 (random weights) packed as the ImageNet default, run by the handler in fp32."""
     monkeypatch.setenv("VGG16_WEIGHTS", str(vgg16_weights))
-    archive = build_archive(tmp_path / "zero-shot.mar", choose_source(imagenet=True), "animals", precision="fp32")
+    with staged(choose_source(imagenet=True), {"precision": "fp32"}) as stage:
+        archive = tmp_path / "zero-shot.mar"
+        build_archive(archive, stage, "animals", "1.0")
     with zipfile.ZipFile(archive) as packed:
         packed.extractall(tmp_path / "model")
     photos = [path.read_bytes() for path in samples[::40]]

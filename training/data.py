@@ -58,7 +58,7 @@ def dataset_root(data_dir: Path) -> Path:
 
 
 def make_split(data_dir: Path, seed: int = 0) -> Split:
-    """Read a data directory in any of its three layouts into a Split (stratified, see held_out_size, when not pre-split)."""
+    """Read a data directory in any of its three layouts into a Split (stratified when not pre-split: held_out_size)."""
     data_dir = dataset_root(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data directory {data_dir} does not exist")
