@@ -28,7 +28,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     describe = commands.add_parser("describe", help="a version's full description (default: the default version)")
     describe.add_argument("version", nargs="?")
     register = commands.add_parser("register", help="check an archive built by `make archive` and register it")
-    register.add_argument("archive", type=Path)
+    register.add_argument("archive", metavar="ARCHIVE|VERSION", help="an archive file, or a version in the model store")
     register.add_argument("--version", help="fail unless the archive is this version")
     register.add_argument("--batch-size", type=int, help="override model-config.yaml's batchSize")
     register.add_argument("--max-batch-delay", type=int, help="override maxBatchDelay (ms)")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "describe":
         print(json.dumps(client.describe(args.version), indent=2))
     elif args.command == "register":
-        name, version = install_archive(args.archive, config, args.version)
+        name, version = install_archive(archive_named(args.archive, config), config, args.version)
         print(f"Registering {name} as {config.model_name} version {version}")
         print(client.register(name, args.workers, args.batch_size, args.max_batch_delay))
     elif args.command == "scale":
@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "rollback":
         rollback(client, config)
     return 0
+
+
+def archive_named(name: str, config) -> Path:
+    """An archive file as given, else the model store's archive of that version."""
+    return Path(name) if Path(name).is_file() or not config.archive(name).is_file() else config.archive(name)
 
 
 def read_image(path: Path) -> bytes:
