@@ -10,6 +10,8 @@ ARGS ?=
 VERSION ?=
 OUTPUT ?=
 PRECISION ?=
+CALIBRATION ?=
+MIN_AGREEMENT ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install serve stop status token archive train test web lint format soak bench
@@ -28,8 +30,8 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 
 install: $(RUNTIME) ## create .venv and install what serving needs
 
-serve: $(RUNTIME) ## start TorchServe, wait until READY (RUN=... or IMAGENET=1: serve that model as the default version)
-	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet)
+serve: $(RUNTIME) ## start TorchServe, wait until READY (RUN=... or IMAGENET=1, PRECISION=int8: serve that as the default)
+	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(PRECISION),--precision $(PRECISION))
 
 stop: $(RUNTIME) ## stop TorchServe
 	$(PYTHON) -m scripts.server --config $(CONFIG) stop
@@ -41,7 +43,7 @@ token: $(RUNTIME) ## print the current inference token
 	@$(PYTHON) -m scripts.server --config $(CONFIG) token
 
 archive: $(RUNTIME) ## build model_store/animals-VERSION.mar (RUN=artifacts/RUN IMAGENET=1 VERSION=x.y OUTPUT=o.mar PRECISION=fp32)
-	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(VERSION),--version $(VERSION)) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION))
+	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(VERSION),--version $(VERSION)) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(CALIBRATION),--calibration $(CALIBRATION)) $(if $(MIN_AGREEMENT),--min-agreement $(MIN_AGREEMENT))
 
 train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epochs 3 ...")
 	$(if $(DATA),,$(error DATA is required: make train DATA=path/to/animals10))

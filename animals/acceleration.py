@@ -1,7 +1,9 @@
-"""Inference settings that make the same model faster: precision (fp32 or bf16), memory format and threads.
+"""How the same model runs fast: precision (fp32, bf16 or int8), memory format, compilation and threads.
 
 bf16 is used only where the hardware computes it natively (AVX-512 BF16 or AMX on x86 CPUs, bf16-capable GPUs);
-elsewhere "auto" stays fp32. The handler and the benchmark's in-process ceiling apply the same settings.
+elsewhere "auto" stays fp32. int8 runs the quantized program packed beside the weights (animals.quantization), always
+compiled. The handler, offline prediction and the benchmark's in-process references all run a model through
+InferenceModel, so they run it the same way.
 """
 
 from dataclasses import dataclass
@@ -9,14 +11,22 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from animals import quantization
+from animals.labels import read_index_to_name
+from animals.model import ModelSpec, load_model
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+INPUT_SHAPE = (3, 224, 224)
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
+    """The handler section of model-config.yaml that says how to run the model."""
+
     precision: str = "auto"
     channels_last: bool = True
+    compile: bool = False  # torch.compile (inductor, freezing) for fp32 and bf16; int8 is always compiled
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
 
     @classmethod
@@ -24,11 +34,16 @@ class InferenceSettings:
         settings = cls(
             precision=str(section.get("precision", cls.precision)),
             channels_last=bool(section.get("channels_last", cls.channels_last)),
+            compile=bool(section.get("compile", cls.compile)),
             threads=int(section.get("threads", cls.threads)),
         )
         if settings.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings.precision!r}")
         return settings
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile or self.precision == "int8"
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -40,7 +55,8 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype to run in: bf16 when asked for, or when "auto" and the device computes bf16 natively."""
+    """The dtype the model's inputs have: bf16 when asked for, or when "auto" and the device computes bf16 natively;
+    fp32 otherwise (int8 programs take fp32 images and quantize them themselves)."""
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto":
@@ -49,19 +65,70 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def prepare(
-    model: torch.nn.Module, settings: InferenceSettings, device: torch.device
-) -> tuple[torch.nn.Module, torch.dtype]:
-    """Apply the settings to an eval-mode model; return it and the dtype its inputs must have."""
-    if settings.threads > 0:
-        torch.set_num_threads(settings.threads)
-    dtype = resolve_dtype(settings.precision, device)
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    return model.to(device=device, dtype=dtype, memory_format=memory_format), dtype
+def effective_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """What "auto" is on this machine ("bf16" or "fp32"); any other precision as it is."""
+    if precision != "auto":
+        return precision
+    return "bf16" if resolve_dtype(precision, torch.device(device)) == torch.bfloat16 else "fp32"
 
 
-def as_input(
-    batch: torch.Tensor, dtype: torch.dtype, settings: InferenceSettings, device: torch.device
-) -> torch.Tensor:
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    return batch.to(device=device, dtype=dtype).contiguous(memory_format=memory_format)
+class InferenceModel:
+    """A model folder (a training run, or an unpacked archive) run as `settings` say: images in, probabilities out.
+
+    With compilation, every batch size up to `max_batch` is compiled here, so that no request waits for it.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        settings: InferenceSettings,
+        device: torch.device | str = "cpu",
+        weights: str = "model.pt",
+        max_batch: int = 8,
+    ) -> None:
+        if settings.threads > 0:
+            torch.set_num_threads(settings.threads)
+        self.settings = settings
+        self.folder, self.weights = Path(folder), weights
+        self.device = torch.device(device)
+        self.labels = read_index_to_name(Path(folder) / "index_to_name.json")
+        self.dtype = resolve_dtype(settings.precision, self.device)
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        if settings.precision == "int8":
+            self.model = quantization.load_compiled(Path(folder) / quantization.PROGRAM)
+        else:
+            model = load_model(ModelSpec.load(Path(folder) / "model.json"), Path(folder) / weights, self.device)
+            self.model = model.to(dtype=self.dtype, memory_format=self.memory_format)
+            if settings.compile:
+                torch._inductor.config.freezing = True
+                self.model = torch.compile(self.model, dynamic=True)
+        if settings.compiled:
+            self.warm_up(max_batch)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """N x 3 x 224 x 224 preprocessed fp32 images to N x classes fp32 probabilities."""
+        with torch.inference_mode():
+            return self.model(self.as_input(images)).float().softmax(dim=1).cpu()
+
+    def eager(self) -> tuple[torch.nn.Module, torch.dtype]:
+        """The model as an eager float module that gradients can run through, and its dtype: the one that predicts
+        when it is one, else (int8, compiled) loaded from the weights, in bf16 where native and fp32 elsewhere."""
+        if not self.settings.compiled:
+            return self.model, self.dtype
+        dtype = resolve_dtype("auto", self.device)
+        model = load_model(ModelSpec.load(self.folder / "model.json"), self.folder / self.weights, self.device)
+        return model.to(dtype=dtype, memory_format=self.memory_format), dtype
+
+    def as_input(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+
+    def warm_up(self, max_batch: int) -> None:
+        """Compile for every batch size up to max_batch: one graph with a dynamic batch dimension (a batch of 2 marked
+        dynamic), and batch 1, which torch specialises."""
+        sample = torch.zeros(1, *INPUT_SHAPE)
+        if max_batch > 1:
+            batch = self.as_input(sample.expand(2, *INPUT_SHAPE).clone())
+            torch._dynamo.mark_dynamic(batch, 0)
+            with torch.inference_mode():
+                self.model(batch)
+        self(sample)

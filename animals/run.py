@@ -1,9 +1,12 @@
-"""A finished training run folder: the files serving needs from it, loading its model, and finding the newest run.
+"""A training run folder: the files serving needs from it, its split, loading its model, and finding the newest run.
 
 Training writes run folders, the archive builder packs them and offline prediction reads them: all through here.
 """
 
+import hashlib
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +18,34 @@ from animals.model import ModelSpec, load_model
 RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
 # Runs live under the repository's artifacts/, wherever a command is started from (ANIMALS_ARTIFACTS: elsewhere).
 ARTIFACTS_DIR = Path(os.environ.get("ANIMALS_ARTIFACTS") or Path(__file__).resolve().parent.parent / "artifacts")
+
+
+Item = tuple[str, int]  # (path relative to the data root, class index)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which file belongs to which part: the manifest written as split.json beside each run."""
+
+    root: Path
+    class_names: list[str]
+    parts: dict[str, list[Item]]
+
+    def to_json(self) -> str:
+        document = {"root": str(self.root), "class_names": self.class_names, "parts": self.parts}
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path, root: Path | None = None) -> "Split":
+        document = json.loads(Path(path).read_text())
+        parts = {name: [(rel, label) for rel, label in items] for name, items in document["parts"].items()}
+        return cls(Path(root or document["root"]), document["class_names"], parts)
 
 
 def check_run(run: Path) -> Path:

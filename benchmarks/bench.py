@@ -1,9 +1,11 @@
-"""Benchmark a running TorchServe against the CPU's own limits and a baseline server, with real photos.
+"""Benchmark a running TorchServe: the default version's weights served in int8, bf16 and fp32 side by side, against
+the runtimes a user might pick instead, the CPU's own limits and a baseline server, with real photos.
 
-For each concurrency level, over REST and gRPC: a closed-loop load after a warm-up, reporting throughput, latency
-percentiles, errors and server CPU use. In the same run: the in-process ceiling (same model, weights, preprocessing
-and precision, a plain loop at the best batch size), fp32 eager served throughput, a FastAPI baseline peer, matmul
-GFLOP/s, worker cold start and memory. Writes results.md, results.json and throughput.png.
+For each precision, over REST (and over gRPC for the default's): a closed-loop load at each concurrency after a
+warm-up, with throughput, latency percentiles, errors and server CPU use; each precision's worker cold start and
+memory; the default's explanation (Grad-CAM) time against its prediction time. In the same run: the in-process
+ceiling of the default (same model and preprocessing in a plain loop), the in-process peers (benchmarks.peers), a
+FastAPI baseline peer, and matmul GFLOP/s. Writes results.md, results.json and throughput.png.
 """
 
 import argparse
@@ -16,43 +18,55 @@ from pathlib import Path
 import torch
 
 from animals import cli
-from animals.acceleration import resolve_dtype
+from animals.acceleration import effective_precision
+from animals.preprocessing import decode_image, eval_transform
 from animals.run import ARTIFACTS_DIR
-from benchmarks import in_process, served
+from benchmarks import in_process, peers, served
 from benchmarks.baseline_server import baseline_level
 from benchmarks.load import predict_sender, read_photos
 from benchmarks.plot import write_plot
 from benchmarks.report import markdown, ratios
+from serving.archive import Record
 from serving.client import GrpcClient, RestClient
-from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
+from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
 from serving.store import archive_settings, extract_model
+
+PEER_IMAGES = 32
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config (default: %(default)s)")
     parser.add_argument("--images", type=Path, default=SAMPLE_IMAGES, help="class folders of photos")
-    parser.add_argument("--levels", default="1,2,4,8,16", help="concurrency levels (default: %(default)s)")
-    parser.add_argument("--duration", type=float, default=20, help="seconds measured per level (default: %(default)s)")
+    parser.add_argument("--precisions", default="int8,bf16,fp32", help="served side by side (default: %(default)s)")
+    parser.add_argument("--levels", default="1,4,8,16", help="concurrency levels (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=15, help="seconds measured per level (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up per level (default: %(default)s)")
+    parser.add_argument("--peer-seconds", type=float, default=10, help="seconds per in-process peer")
     parser.add_argument("--ceiling-images", type=int, default=64, help="photos for the in-process ceiling")
     parser.add_argument("--baseline-concurrency", type=int, default=8, help="concurrency for the baseline peer")
     parser.add_argument("--output", type=Path, help="results folder (default: artifacts/bench/TIMESTAMP)")
     return parser
 
 
-def served_levels(config, photos: list[bytes], levels: list[int], args) -> list[served.Level]:
-    """Every concurrency level over REST, then over gRPC, through the project's client."""
+def levels_of(config: ServerConfig, versions: dict[str, str], default: str, photos: list[bytes], args) -> list:
+    """Every concurrency level for each precision's version over REST, and for the default's over gRPC."""
     results = []
-    for label, client in (("REST", RestClient(config)), ("gRPC", GrpcClient(config))):
-        for concurrency in levels:
-            send = predict_sender(client, photos)
-            level = served.measure(
-                label, send, concurrency, args.duration, args.warmup, served.server_processes(config)
-            )
-            print(f"  {label:<5} x{concurrency:<2} {level.images_per_s:6.2f} images/s, p50 {level.p50_ms:.0f} ms")
+    clients = [(f"REST {precision}", RestClient(config), version) for precision, version in versions.items()]
+    clients.append((f"gRPC {default}", GrpcClient(config), versions[default]))
+    for label, client, version in clients:
+        for concurrency in (int(level) for level in args.levels.split(",")):
+            send = predict_sender(client, photos, version)
+            processes = served.server_processes(config)
+            level = served.measure(label, send, concurrency, args.duration, args.warmup, processes)
+            print(f"  {label:<10} x{concurrency:<2} {level.images_per_s:6.2f} images/s, p50 {level.p50_ms:.0f} ms")
             results.append(level)
     return results
+
+
+def preprocessed(photos: list[bytes]) -> torch.Tensor:
+    transform = eval_transform()
+    return torch.stack([transform(decode_image(photo)) for photo in photos])
 
 
 def write_results(report: dict, output: Path) -> None:
@@ -68,36 +82,44 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     config = read_config(args.config)
     photos = read_photos(args.images)
-    levels = [int(level) for level in args.levels.split(",")]
     client = RestClient(config)
-    default = client.describe()[0]
-    archive = config.model_store / default["modelUrl"]
-    settings = archive_settings(archive)
-    dtype = resolve_dtype(settings.precision, torch.device("cpu"))
-    print(f"Benchmarking version {default['modelVersion']} ({archive.name}, {dtype}) with {len(photos)} photos")
+    default_archive = config.model_store / client.describe()[0]["modelUrl"]
+    settings = archive_settings(default_archive)
+    precision = effective_precision(settings.precision)
+    precisions = tuple(args.precisions.split(","))
+    print(f"Benchmarking {default_archive.name} ({precision}) beside {precisions}, {len(photos)} photos")
 
     with tempfile.TemporaryDirectory() as work:
-        run = extract_model(archive, Path(work))
+        model = extract_model(default_archive, Path(work) / "default")
         print("Measuring matmul GFLOP/s and the in-process ceiling")
         matmul = {"fp32": in_process.matmul_gflops(torch.float32), "bf16": in_process.matmul_gflops(torch.bfloat16)}
-        ceiling = in_process.ceiling(run, photos[: args.ceiling_images], settings, [1, 4, 8])
-        levels_measured = served_levels(config, photos, levels, args)
-        best = max((level for level in levels_measured if level.label == "REST"), key=lambda level: level.images_per_s)
-        print("Measuring fp32 eager served throughput and the baseline peer")
-        fp32 = served.fp32_served(config, run, photos, best.concurrency, args) if dtype != torch.float32 else None
-        baseline = baseline_level(run, photos, args.baseline_concurrency, args.duration, args.warmup)
-        cold_start, rss = served.worker_cold_start(client, config)
+        ceiling = in_process.ceiling(model, photos[: args.ceiling_images], settings, [1, 4, 8])
+        with served.precision_versions(config, model, precisions, args.images) as versions:
+            records = {name: Record.read(config.archive(version)) for name, version in versions.items()}
+            levels = levels_of(config, versions, precision, photos, args)
+            print("Measuring the cost of an explanation")
+            explanation = served.explanation_cost(client, photos, versions[precision])
+            workers = {}
+            for served_precision, version in versions.items():
+                seconds, rss = served.worker_cold_start(client, config, version)
+                workers[served_precision] = {"cold_start_s": seconds, "rss_mib": rss}
+            int8_archive = config.archive(versions["int8"]) if "int8" in versions else None
+            int8_model = extract_model(int8_archive, Path(work) / "int8") if int8_archive else None
+        print("Measuring the in-process peers and the baseline")
+        peer_results = peers.measure_peers(model, preprocessed(photos[:PEER_IMAGES]), args.peer_seconds, int8_model)
+        baseline = baseline_level(model, photos, args.baseline_concurrency, args.duration, args.warmup)
 
     report = {
-        "dtype": str(dtype),
-        "settings": asdict(settings),
-        "levels": [asdict(level) for level in levels_measured],
-        "fp32_served": asdict(fp32) if fp32 else None,
+        "default_precision": precision,
+        "versions": versions,
+        "agreement": {name: record.agreement for name, record in records.items() if record.agreement},
+        "levels": [asdict(level) for level in levels],
+        "workers": workers,
+        "explanation": explanation,
+        "peers": peer_results,
         "baseline": asdict(baseline),
         "in_process": ceiling,
         "matmul_gflops": matmul,
-        "cold_start_s": cold_start,
-        "worker_rss_mib": rss,
     }
     report["ratios"] = ratios(report)
     write_results(report, args.output or ARTIFACTS_DIR / "bench" / f"{datetime.now():%Y%m%d-%H%M%S}")

@@ -7,9 +7,8 @@ from statistics import median
 
 import torch
 
-from animals.acceleration import InferenceSettings, as_input, prepare
+from animals.acceleration import InferenceModel, InferenceSettings
 from animals.preprocessing import decode_image, eval_transform
-from animals.run import load_run_model
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> float:
@@ -23,14 +22,11 @@ def matmul_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> flo
 
 def ceiling(run: Path, photos: list[bytes], settings: InferenceSettings, batch_sizes: list[int]) -> dict:
     """Throughput of decode + transform + forward in a plain loop at each batch size, and batch-1 latency."""
-    model, _ = load_run_model(run)
-    model, dtype = prepare(model, settings, torch.device("cpu"))
+    model = InferenceModel(run, settings, max_batch=max(batch_sizes))
     transform = eval_transform()
 
     def run_batch(batch: list[bytes]) -> None:
-        images = torch.stack([transform(decode_image(photo)) for photo in batch])
-        with torch.inference_mode():
-            model(as_input(images, dtype, settings, torch.device("cpu"))).softmax(dim=1)
+        model(torch.stack([transform(decode_image(photo)) for photo in batch]))
 
     run_batch(photos[: max(batch_sizes)])
     throughput = {}

@@ -1,18 +1,22 @@
-"""Measurements of the running TorchServe: closed-loop levels, its CPU use, worker cold start and memory, and the
-same weights served as an fp32 version."""
+"""Measurements of the running TorchServe: closed-loop levels and the server's CPU use, worker cold start and memory,
+and the same weights served in each precision (int8, bf16, fp32) as versions of their own, side by side."""
 
+import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from benchmarks.load import LoadResult, predict_sender, run_load
-from serving.archive import trained_run_source
+from animals.acceleration import effective_precision
+from benchmarks.load import LoadResult, run_load
+from serving.archive import ModelSource
 from serving.client import RestClient
 from serving.config import ServerConfig
 from serving.server import running_pid
-from serving.store import publish, remove_archive
+from serving.store import archive_settings, publish, remove_archive
 
 
 @dataclass
@@ -56,36 +60,63 @@ def measure(label: str, send, concurrency: int, duration: float, warmup: float, 
     )  # fmt: skip
 
 
-def worker_cold_start(client: RestClient, config: ServerConfig) -> tuple[float, list[float]]:
-    """Seconds to bring a worker from nothing to READY (scale 0 -> 1, synchronous), and each worker's RSS in MiB.
-
-    The default version's worker counts are put back as they were afterwards."""
-    described = client.describe()[0]
-    client.scale(None, 0, 0)
+def worker_cold_start(client: RestClient, config: ServerConfig, version: str) -> tuple[float, float]:
+    """Seconds to bring a version's worker from nothing to READY (scale 0 -> 1, synchronous: loading, and compiling
+    where the archive compiles), and that worker's RSS in MiB. Its worker counts are put back afterwards."""
+    described = client.describe(version)[0]
+    client.scale(version, 0, 0)
     try:
         started = time.perf_counter()
-        client.scale(None, 1, 1)
+        client.scale(version, 1, 1)
         seconds = time.perf_counter() - started
     finally:
-        client.scale(None, described["minWorkers"], described["maxWorkers"])
-    workers = server_processes(config)[1:]
-    return seconds, [
-        process.memory_info().rss / 2**20
-        for process in workers
-        if "model_service_worker" in " ".join(process.cmdline())
-    ]
+        client.scale(version, described["minWorkers"], described["maxWorkers"])
+    pid = client.describe(version)[0]["workers"][0]["pid"]
+    return seconds, psutil.Process(pid).memory_info().rss / 2**20
 
 
-def fp32_served(config: ServerConfig, run: Path, photos: list[bytes], concurrency: int, args) -> Level:
-    """The same weights registered as an fp32, contiguous-memory version of their own, measured at one concurrency;
-    unregistered and removed from the store afterwards."""
+def explanation_cost(client: RestClient, photos: list[bytes], version: str, count: int = 16) -> dict[str, float]:
+    """Median milliseconds of a prediction and of an explanation of the same photos, one request at a time, after
+    one of each (the first explanation loads what Grad-CAM needs)."""
+    timings = {}
+    for kind, call in (("prediction", client.predict), ("explanation", client.explain)):
+        call(photos[0], version)
+        times = []
+        for photo in photos[:count]:
+            started = time.perf_counter()
+            call(photo, version)
+            times.append((time.perf_counter() - started) * 1000)
+        timings[f"{kind}_ms"] = statistics.median(times)
+    return timings
+
+
+@contextmanager
+def precision_versions(
+    config: ServerConfig, model: Path, precisions: tuple[str, ...], calibration: Path
+) -> Iterator[dict[str, str]]:
+    """A served version per precision of the default version's weights (extracted to `model`): the default for its
+    own precision, a temporary version of its own for each other one, unregistered and removed afterwards. int8
+    versions are calibrated on `calibration` and built whatever their agreement (the record keeps it)."""
     client = RestClient(config)
-    fp32 = {"precision": "fp32", "channels_last": False}
-    version, archive = publish(config, trained_run_source(run), handler=fp32, registered=client.versions())
-    client.register(archive.name, 1, None, None)
+    default = client.default_version()
+    default_precision = effective_precision(
+        archive_settings(config.model_store / client.describe()[0]["modelUrl"]).precision
+    )
+    versions, added = {default_precision: default}, []
+    source = ModelSource(f"the model of version {default}", run=model)
     try:
-        send = predict_sender(client, photos, version)
-        return measure("REST, fp32 eager", send, concurrency, args.duration, args.warmup, server_processes(config))
+        for precision in precisions:
+            if precision in versions:
+                continue
+            handler = {"precision": precision}
+            version, archive = publish(
+                config, source, handler=handler, registered=client.versions(), calibration=calibration, min_agreement=0
+            )
+            client.register(archive.name, 1, None, None)
+            added.append((version, archive))
+            versions[precision] = version
+        yield versions
     finally:
-        client.unregister(version)
-        remove_archive(config, archive.name)
+        for version, archive in added:
+            client.unregister(version)
+            remove_archive(config, archive.name)

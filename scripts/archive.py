@@ -8,6 +8,7 @@ from animals import cli
 from animals.acceleration import PRECISIONS
 from serving.archive import choose_source
 from serving.config import DEFAULT_CONFIG, read_config
+from serving.int8 import MIN_AGREEMENT
 from serving.server import registered_versions
 from serving.store import publish
 
@@ -24,11 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
     parser.add_argument("--output", type=Path, help="write the archive here instead of into the model store")
     parser.add_argument("--precision", choices=PRECISIONS, help="override model-config.yaml's handler precision")
+    parser.add_argument("--calibration", type=Path, help="int8: a folder of images to calibrate on (see README)")
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=MIN_AGREEMENT,
+        help="int8: top-1 agreement with fp32 needed (%(default)s)",
+    )
     args = parser.parse_args(argv)
     config = read_config(args.config)
     handler = {"precision": args.precision} if args.precision else None
     source = choose_source(args.run, args.imagenet)
-    version, archive = publish(config, source, args.version, handler, args.output, registered_versions(config))
+    registered = registered_versions(config)
+    version, archive = publish(
+        config, source, args.version, handler, args.output, registered, args.calibration, args.min_agreement
+    )
     print(f"Version {version}: {archive}")
     return 0
 

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from animals import cli
+from animals.acceleration import PRECISIONS
 from animals.errors import UserError
 from serving import server
 from serving.config import DEFAULT_CONFIG, ServerConfig, check_named_files, read_config, read_keys
@@ -16,6 +17,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     starting = commands.add_parser("start", help="build the archive if needed, start TorchServe, wait until READY")
     starting.add_argument("--run", type=Path, help="serve this training run as the default version")
     starting.add_argument("--imagenet", action="store_true", help="serve the ImageNet zero-shot model as the default")
+    starting.add_argument("--precision", choices=PRECISIONS, help="serve the model in this precision (e.g. int8)")
     starting.add_argument("--timeout", type=float, default=server.READY_TIMEOUT_S, help="seconds to wait for READY")
     starting.add_argument("--foreground", action="store_true", help="run TorchServe in the foreground (containers)")
     starting.add_argument("--no-build", action="store_true", help="serve the model store as it is")
@@ -45,15 +47,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_serving(config: ServerConfig, args: argparse.Namespace) -> None:
-    if args.no_build and (args.run or args.imagenet):
-        raise UserError("--no-build serves the model store as it is: drop --run/--imagenet, or --no-build")
+    if args.no_build and (args.run or args.imagenet or args.precision):
+        raise UserError("--no-build serves the model store as it is: drop --run/--imagenet/--precision or --no-build")
     if server.running_pid(config) is not None:
         server.start(config)  # only says that TorchServe already runs: a running server is left as it is
         return
     check_named_files(config)
     from serving.store import version_to_serve  # torch: only when starting, not for health or status
 
-    default = version_to_serve(config, args.run, args.imagenet, build=not args.no_build)
+    default = version_to_serve(config, args.run, args.imagenet, not args.no_build, args.precision)
     if args.foreground:
         server.run_in_foreground(config, default, args.bind)
     server.start(config, default, args.timeout, args.bind)

@@ -27,6 +27,7 @@ from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, load_model
 from animals.pretrained import imagenet_source, imagenet_weights_file
 from animals.run import check_run, newest_run
+from serving import int8
 from serving.config import MODEL_CONFIG, REPO_ROOT
 
 HANDLER = REPO_ROOT / "handler" / "animals_handler.py"
@@ -49,13 +50,16 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class Record:
-    """What the project knows of an archive it built, kept beside it as ARCHIVE.json."""
+    """What the project knows of an archive it built, kept beside it as ARCHIVE.json. An int8 archive also records
+    the images that calibrated it and its top-1 agreement with the fp32 model on images not used for that."""
 
     version: str
     source: str
     content: str
     sha256: str
     precision: str
+    calibration: str | None = None
+    agreement: dict | None = None
 
     @classmethod
     def read(cls, archive: Path) -> "Record | None":
@@ -110,24 +114,29 @@ class Staged:
     model_config: Path
     content: str
     precision: str
+    int8_images: int8.ImagePlan | None = None
 
 
 @contextmanager
-def staged(source: ModelSource, handler: dict | None = None) -> Iterator[Staged]:
+def staged(source: ModelSource, handler: dict | None = None, calibration: Path | None = None) -> Iterator[Staged]:
     """Lay out what an archive of `source` packs in a temporary folder. `handler` overrides settings of
-    model-config.yaml's handler section (e.g. {"precision": "fp32"}) for this archive."""
+    model-config.yaml's handler section (e.g. {"precision": "int8"}) for this archive; an int8 archive is quantized
+    here, calibrated on the images of `calibration` (default: see serving.int8)."""
     with tempfile.TemporaryDirectory(prefix="archive-") as work:
         folder = Path(work) / "extra"
         folder.mkdir()
         weights = _stage_model(source, folder)
         shutil.copytree(SHARED_PACKAGE, folder / "animals", ignore=shutil.ignore_patterns("__pycache__"))
         model_config, precision = _model_config(Path(work), handler or {})
+        plan = int8.image_plan(source.run, calibration) if precision == "int8" else None
+        if plan is not None:
+            int8.quantize_into(folder, weights, plan)
         packed = {"model.pt": weights, "model-config.yaml": model_config, HANDLER.name: HANDLER}
         packed |= {str(path.relative_to(folder)): path for path in folder.rglob("*") if path.is_file()}
-        yield Staged(source, folder, weights, model_config, _digest(packed), precision)
+        yield Staged(source, folder, weights, model_config, _digest(packed), precision, plan)
 
 
-def build_archive(archive: Path, stage: Staged, model_name: str, version: str) -> Record:
+def build_archive(archive: Path, stage: Staged, model_name: str, version: str, agreement: dict | None = None) -> Record:
     """Build `archive` from staged inputs, byte-identical for identical inputs and version; written to a temporary
     name first, so a failed build leaves no half archive. Every archive registers as `model_name`."""
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +145,10 @@ def build_archive(archive: Path, stage: Staged, model_name: str, version: str) -
         _run_archiver(model_name, version, stage, Path(work))
         _normalise(Path(work) / f"{model_name}.mar", Path(work) / "normalised.mar")
         os.replace(Path(work) / "normalised.mar", archive)
-    record = Record(version, stage.source.description, stage.content, sha256_of(archive), stage.precision)
+    calibration = stage.int8_images and f"{len(stage.int8_images.calibration)} images: {stage.int8_images.description}"
+    record = Record(
+        version, stage.source.description, stage.content, sha256_of(archive), stage.precision, calibration, agreement
+    )
     record.write(archive)
     print(f"Built {archive} ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record.sha256[:16]}...)")
     return record

@@ -1,24 +1,30 @@
-"""The benchmark end to end in miniature (small model, two levels, a few seconds), to keep it working. No timings
-are asserted: they belong to the benchmark's own report."""
+"""The benchmark end to end in miniature (small model, two levels, a few seconds), to keep it working: the default's
+weights served in int8, bf16 and fp32 side by side, the in-process peers, the baseline, the explanation cost. No
+timings are asserted: they belong to the benchmark's own report."""
 
 import json
 
 from benchmarks import bench
 
 
-def test_tiny_benchmark_writes_its_table_plot_and_ratios(served, tmp_path):
+def test_tiny_benchmark_writes_its_tables_plot_and_ratios(served, tmp_path):
     output = tmp_path / "results"
     arguments = ["--config", str(served.config.path), "--levels", "1,2", "--duration", "1", "--warmup", "0.5"]
-    arguments += ["--ceiling-images", "8", "--baseline-concurrency", "2", "--output", str(output)]
-    assert bench.main(arguments) == 0
+    arguments += ["--peer-seconds", "0.5", "--ceiling-images", "8", "--baseline-concurrency", "2"]
+    assert bench.main([*arguments, "--output", str(output)]) == 0
     report = json.loads((output / "results.json").read_text())
-    assert [(level["label"], level["concurrency"]) for level in report["levels"]] == [
-        ("REST", 1), ("REST", 2), ("gRPC", 1), ("gRPC", 2),
-    ]  # fmt: skip
+    default = report["default_precision"]
+    assert set(report["versions"]) == {"int8", "bf16", "fp32"} and report["versions"][default] == "1.0"
+    labels = [(level["label"], level["concurrency"]) for level in report["levels"]]
+    assert labels == [(f"{protocol} {precision}", c) for protocol, precision in [
+        *(("REST", p) for p in report["versions"]), ("gRPC", default)] for c in (1, 2)]  # fmt: skip
     assert all(level["errors"] == 0 and level["images_per_s"] > 0 for level in report["levels"])
     assert report["baseline"]["errors"] == 0 and report["baseline"]["images_per_s"] > 0
-    assert set(report["ratios"]) >= {"served_best_over_in_process_ceiling", "grpc_best_over_rest_best"}
-    assert "| REST | 1 |" in (output / "results.md").read_text()
+    assert set(report["peers"]) >= {"ONNX Runtime fp32", "OpenVINO int8 (NNCF)", "torch int8 (the served program)"}
+    assert all(worker["cold_start_s"] > 0 and worker["rss_mib"] > 0 for worker in report["workers"].values())
+    assert {"served_int8_over_openvino_int8", "served_int8_over_best_bf16_fp32_peer"} <= set(report["ratios"])
+    assert report["ratios"]["explanation_over_prediction_at_concurrency_1"] > 0
+    assert report["agreement"]["int8"]["images"] == 80
     assert (output / "throughput.png").read_bytes().startswith(b"\x89PNG")
     assert served.versions() == {"1.0"} and [path.name for path in served.config.model_store.glob("*.mar")] == [
         "animals-1.0.mar"

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from animals.preprocessing import eval_transform
+from animals.run import Split
 from handler.animals_handler import AnimalsHandler
 from serving.server import start, stop
 from tests.support import REPO_ROOT, SAMPLE_DIR, Client, write_config
 from training import train
-from training.data import ImageDataset, Split
+from training.data import ImageDataset
 from training.evaluate import evaluate_run
 from training.predict import Predictor
 

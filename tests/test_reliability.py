@@ -70,7 +70,8 @@ def test_a_killed_worker_fails_its_requests_fast_and_is_replaced(server, samples
     must land on a busy worker), none hangs, and TorchServe starts a new worker that answers again."""
     client = Client(server)
     photo = samples[0].read_bytes()
-    victim = worker_pids(server)[0]
+    workers = worker_pids(server)
+    victim = workers[0]
 
     def send(_: int) -> tuple[float, float, int | str]:
         started = time.monotonic()
@@ -90,7 +91,7 @@ def test_a_killed_worker_fails_its_requests_fast_and_is_replaced(server, samples
     assert in_flight, "the kill landed when no request was in flight"
     assert all(status == 200 or (isinstance(status, int) and 500 <= status < 600) for _, _, status in results)
     assert any(status != 200 for status in in_flight), "no request was at the worker when it died"
-    while worker_pids(server) in ([], [victim]) or client.post(photo).status_code != 200:
+    while victim in worker_pids(server) or len(worker_pids(server)) < len(workers):
         assert time.monotonic() - killed_at < RECOVERY_BOUND_S, "the worker did not come back"
         time.sleep(0.5)
     print(f"{len(in_flight)} requests in flight at the kill; worker recovered in {time.monotonic() - killed_at:.1f} s")
@@ -162,7 +163,7 @@ def test_every_port_listens_on_loopback_only(server):
 
 def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
     """Keys last token_expiration_min; an expired key is refused everywhere, and the API key renews it."""
-    config = write_config(tmp_path / "server", token_expiration_min="1")
+    config = write_config(tmp_path / "server", token_expiration_min="0.5")
     photo = samples[0].read_bytes()
     try:
         serve(config, tiny_run)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from animals import cli
@@ -17,7 +18,7 @@ from scripts import manage
 from serving import archive as archive_module
 from serving.archive import record_path, trained_run_source
 from serving.client import GrpcClient, RestClient, TorchServeError
-from serving.config import ServerConfig
+from serving.config import MODEL_CONFIG, ServerConfig
 from serving.history import HISTORY_FILE
 from serving.server import start, stop
 from serving.store import publish, remove_archive
@@ -46,7 +47,8 @@ def server(tmp_path_factory, runs) -> Iterator[ServerConfig]:
 
 @pytest.fixture(autouse=True)
 def baseline(request) -> Iterator[None]:
-    """After each test that uses the server: 1.0 alone, the default, one worker, no other archive in the store."""
+    """After each test that uses the server: 1.0 alone, the default, its workers as configured, no other archive in
+    the store."""
     yield
     if "server" not in request.fixturenames:
         return
@@ -56,7 +58,8 @@ def baseline(request) -> Iterator[None]:
         client.set_default(BASELINE)
     for version in client.versions() - {BASELINE}:
         client.unregister(version)
-    client.scale(BASELINE, 1, 1)
+    workers = yaml.safe_load(MODEL_CONFIG.read_text())
+    client.scale(BASELINE, workers["minWorkers"], workers["maxWorkers"])
     for archive in config.model_store.glob("*.mar"):
         if archive.name != config.archive(BASELINE).name:
             remove_archive(config, archive.name)
@@ -89,11 +92,12 @@ def test_register_a_second_version_and_switch_the_default(capsys, server, runs, 
 
 
 def test_scale_is_reflected_by_describe(capsys, server):
-    code, _, _ = run_cli(capsys, server, "scale", "1.0", "--min", "2", "--max", "2")
+    code, _, _ = run_cli(capsys, server, "scale", "1.0", "--min", "3", "--max", "3")
     assert code == 0
     code, out, _ = run_cli(capsys, server, "describe", "1.0")
     description = json.loads(out)[0]
-    assert (description["minWorkers"], description["maxWorkers"], len(description["workers"])) == (2, 2, 2)
+    assert (description["minWorkers"], description["maxWorkers"], len(description["workers"])) == (3, 3, 3)
+    assert description["archiveRecord"]["precision"] == "auto" and description["archiveRecord"]["version"] == "1.0"
 
 
 def test_grpc_answers_equal_rest_for_each_version(server, runs, samples):

@@ -4,8 +4,6 @@ A data directory is the Animals-10 download as it comes (raw-img/ with Italian f
 folders, or a folder already split into train/, valid/ (or val/) and test/.
 """
 
-import hashlib
-import json
 import math
 import random
 from collections.abc import Callable
@@ -18,37 +16,11 @@ from torch.utils.data import Dataset, default_collate
 from animals.errors import BadInput, UserError
 from animals.folders import class_folders, image_files
 from animals.preprocessing import decode_image
+from animals.run import Item, Split
 
 SPLITS = ("train", "valid", "test")
 SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
 HELD_OUT_FRACTION = 0.1  # of each class for validation, and as much again for test
-
-Item = tuple[str, int]  # (path relative to the data root, class index)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Which file belongs to which part: the manifest written as split.json beside each run."""
-
-    root: Path
-    class_names: list[str]
-    parts: dict[str, list[Item]]
-
-    def to_json(self) -> str:
-        document = {"root": str(self.root), "class_names": self.class_names, "parts": self.parts}
-        return json.dumps(document, indent=1, sort_keys=True) + "\n"
-
-    def sha256(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
-
-    def save(self, path: Path) -> None:
-        path.write_text(self.to_json())
-
-    @classmethod
-    def load(cls, path: Path, root: Path | None = None) -> "Split":
-        document = json.loads(Path(path).read_text())
-        parts = {name: [(rel, label) for rel, label in items] for name, items in document["parts"].items()}
-        return cls(Path(root or document["root"]), document["class_names"], parts)
 
 
 def dataset_root(data_dir: Path) -> Path:

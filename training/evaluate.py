@@ -9,8 +9,8 @@ import torch
 from animals import cli
 from animals.errors import UserError
 from animals.preprocessing import eval_transform
-from animals.run import check_run, load_run_model
-from training.data import ImageDataset, Split, dataset_root, skip_unreadable
+from animals.run import Split, check_run, load_run_model
+from training.data import ImageDataset, dataset_root, skip_unreadable
 from training.report import classification_summary
 from training.train import EpochResult, evaluate
 

@@ -8,28 +8,25 @@ from pathlib import Path
 import torch
 
 from animals import cli
-from animals.acceleration import InferenceSettings, as_input, prepare
+from animals.acceleration import InferenceModel, InferenceSettings
 from animals.errors import BadInput, UserError
 from animals.preprocessing import decode_image, eval_transform
-from animals.run import load_run_model
+from animals.run import check_run
 
 FP32 = InferenceSettings(precision="fp32", channels_last=False)
 
 
 class Predictor:
-    """A run's model with the serving preprocessing; the in-process reference for served answers."""
+    """A run's model (or an unpacked archive's) with the serving preprocessing and, given, the archive's inference
+    settings: the in-process reference for served answers."""
 
     def __init__(self, run: Path, device: str = "cpu", settings: InferenceSettings = FP32) -> None:
-        model, self.class_names = load_run_model(run, device)
-        self.device = torch.device(device)
-        self.settings = settings
-        self.model, self.dtype = prepare(model, settings, self.device)
+        self.model = InferenceModel(check_run(run), settings, device, max_batch=1)
+        self.class_names = self.model.labels
         self.transform = eval_transform()
 
-    @torch.inference_mode()
     def probabilities(self, image: bytes) -> torch.Tensor:
-        tensor = as_input(self.transform(decode_image(image)).unsqueeze(0), self.dtype, self.settings, self.device)
-        return self.model(tensor).float().softmax(dim=1)[0].cpu()
+        return self.model(self.transform(decode_image(image)).unsqueeze(0))[0]
 
     def top1(self, image: bytes) -> str:
         """The most likely label."""

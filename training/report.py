@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 
 if TYPE_CHECKING:
-    from training.data import Split
+    from animals.run import Split
     from training.train import EpochResult, Progress
 
 
