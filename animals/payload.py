@@ -1,4 +1,5 @@
-"""Find the image bytes in one TorchServe request: a raw body, a multipart file, or JSON {"data": base64}."""
+"""Find the image bytes in one TorchServe request (a raw body, a multipart file, or JSON {"data": base64}), and the
+label an explanation request names in its body (a multipart field or a JSON field "label")."""
 
 import base64
 import binascii
@@ -7,13 +8,14 @@ import json
 from animals.errors import BadInput
 
 FIELD_NAMES = ("data", "body", "file", "image")
+LABEL_FIELD = "label"
 
 
 def image_bytes(request: dict) -> bytes:
     """Return the image bytes of a request row as TorchServe's worker hands it to the handler."""
     value = next((request[name] for name in FIELD_NAMES if name in request), None)
-    if value is None and request:
-        value = next(iter(request.values()))
+    if value is None:
+        value = next((value for name, value in request.items() if name != LABEL_FIELD), None)
     if value is None:
         return b""  # nothing sent: decoding says the body is empty
     if isinstance(value, (bytes, bytearray)) and value[:1] == b"{":
@@ -25,6 +27,21 @@ def image_bytes(request: dict) -> bytes:
     if not isinstance(value, (bytes, bytearray)):
         raise BadInput("the body is not an image; send the image bytes", reason="not_image")
     return bytes(value)
+
+
+def named_label(request: dict) -> str | None:
+    """The label a request names, or None. Bodies that are not JSON name none."""
+    value = request.get(LABEL_FIELD)
+    if value is None:
+        body = next((request[name] for name in FIELD_NAMES if name in request), None)
+        if isinstance(body, (bytes, bytearray)) and body[:1] == b"{":
+            body = _parse_json(bytes(body))
+        value = body.get(LABEL_FIELD) if isinstance(body, dict) else None
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", errors="replace")
+    if value is not None and not isinstance(value, str):
+        raise BadInput('"label" must be a string naming one of the classes', reason="unknown_label")
+    return value
 
 
 def _parse_json(body: bytes) -> object:

@@ -11,11 +11,12 @@ from animals.batch import Batch
 
 
 def record_batch(
-    metrics, version: str, batch: Batch, preprocess_ms: float, inference_ms: float, top_labels: list[str]
+    metrics, model: dict[str, str], batch: Batch, preprocess_ms: float, inference_ms: float, top_labels: list[str]
 ) -> None:
     """Per batch: preprocess and inference time, batch size; per request: bad input by reason or top-1 label. Every
-    metric carries the model version, so that a new version can be watched beside the old one."""
-    dimensions = [Dimension("ModelVersion", version)]
+    metric carries the model version and its precision (`model`), so that a new version can be watched beside the
+    old one."""
+    dimensions = [Dimension(name, value) for name, value in model.items()]
     metrics.add_time("AnimalsPreprocessTime", preprocess_ms, None, "ms", list(dimensions))
     metrics.add_time("AnimalsInferenceTime", inference_ms, None, "ms", list(dimensions))
     metrics.add_metric("AnimalsBatchSize", batch.size, "count", None, list(dimensions), MetricTypes.GAUGE)
@@ -38,3 +39,10 @@ def stopwatch() -> Iterator[Stopwatch]:
         yield elapsed
     finally:
         elapsed.milliseconds = (time.perf_counter() - started) * 1000
+
+
+def record_explanations(metrics, model: dict[str, str], count: int, milliseconds: float) -> None:
+    """Per batch with explanations: how many, and the time Grad-CAM took for them."""
+    dimensions = [Dimension(name, value) for name, value in model.items()]
+    metrics.add_counter("AnimalsExplanations", count, None, list(dimensions))
+    metrics.add_time("AnimalsExplanationTime", milliseconds, None, "ms", list(dimensions))

@@ -5,10 +5,16 @@ Address and tokens come from config.properties and TorchServe's key file; --url 
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
+
+import torch
 
 from animals import cli
 from animals.errors import UserError
+from animals.explanation import overlay
+from animals.preprocessing import decode_image
+from serving.archive import Record
 from serving.client import connect
 from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
 from serving.rollout import retire, rollback, rollout, switch_default
@@ -46,6 +52,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     predict.add_argument("image", type=Path)
     predict.add_argument("--version", help="ask this version (default: the default version)")
     predict.add_argument("--top-k", type=int, default=5, help="labels to show, at most 5 (default: %(default)s)")
+    explain = commands.add_parser("explain", help="where the model looked: a Grad-CAM map of a label (REST only)")
+    explain.add_argument("image", type=Path)
+    explain.add_argument("--label", help="explain this label (default: the top-1 label)")
+    explain.add_argument("--version", help="ask this version (default: the default version)")
+    explain.add_argument("--output", type=Path, help="write the photo with the map over it to this PNG")
     roll = commands.add_parser("rollout", help="register a new version, check it on sample images, make it default")
     roll.add_argument("archive", type=Path)
     roll.add_argument("--images", type=Path, default=SAMPLE_IMAGES, help="images to check (default: %(default)s)")
@@ -59,12 +70,30 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_versions(client, default: str) -> None:
+def print_versions(client, config, default: str) -> None:
+    """A line per version: * for the default, its archive, its precision (from the archive's record), its workers."""
     for description in client.describe("all"):
         version = description["modelVersion"]
         workers = ", ".join(worker["status"] for worker in description.get("workers", [])) or "no workers"
         marker = "*" if version == default else " "
-        print(f"{marker} {description['modelName']} {version:<8} {description['modelUrl']:<24} {workers}")
+        precision = precision_of(config, description["modelUrl"])
+        print(
+            f"{marker} {description['modelName']} {version:<8} {description['modelUrl']:<24} {precision:<6} {workers}"
+        )
+
+
+def precision_of(config, archive: str) -> str:
+    record = Record.read(config.model_store / archive)
+    return record.precision if record else "?"
+
+
+def with_records(config, descriptions: list[dict]) -> list[dict]:
+    """TorchServe's descriptions, each with the record of its archive (precision, source, int8 checks)."""
+    records = [Record.read(config.model_store / description["modelUrl"]) for description in descriptions]
+    return [
+        description | {"archiveRecord": asdict(record) if record else None}
+        for description, record in zip(descriptions, records, strict=True)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ping":
         print(client.ping())
     elif args.command == "list":
-        print_versions(client, client.default_version())
+        print_versions(client, config, client.default_version())
     elif args.command == "describe":
-        print(json.dumps(client.describe(args.version), indent=2))
+        print(json.dumps(with_records(config, client.describe(args.version)), indent=2))
     elif args.command == "register":
         name, version = install_archive(archive_named(args.archive, config), config, args.version)
         print(f"Registering {name} as {config.model_name} version {version}")
@@ -92,11 +121,27 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--top-k must be between 1 and 5 (the server answers the top 5)")
         answer = client.predict(read_image(args.image), args.version)
         print(json.dumps(dict(list(answer.items())[: args.top_k]), indent=2))
+    elif args.command == "explain":
+        explain(client, args)
     elif args.command == "rollout":
         rollout(client, config, args.archive, args.images, args.expected, args.min_agreement)
     elif args.command == "rollback":
         rollback(client, config)
     return 0
+
+
+def explain(client, args: argparse.Namespace) -> None:
+    """Print the explanation (its map as rows of digits), and write the overlay when asked."""
+    image = read_image(args.image)
+    answer = client.explain(image, args.version, args.label)
+    heatmap = answer["heatmap"]
+    print(json.dumps({key: value for key, value in answer.items() if key != "heatmap"}, indent=2))
+    print(f"heatmap {len(heatmap)}x{len(heatmap[0])}, 0 (nothing) to 9 (most):")
+    for line in heatmap:
+        print(" ".join(f"{round(value * 9):d}" for value in line))
+    if args.output:
+        overlay(decode_image(image), torch.tensor(heatmap), tuple(answer["region"])).save(args.output, "PNG")
+        print(f"Wrote {args.output}")
 
 
 def archive_named(name: str, config) -> Path:

@@ -102,6 +102,12 @@ class RestClient(Versions):
     def predict(self, image: bytes, version: str | None = None) -> dict[str, float]:
         return self._json("POST", self._model_url(self.inference_url, "predictions", version), "inference", data=image)
 
+    def explain(self, image: bytes, version: str | None = None, label: str | None = None) -> dict:
+        """The Grad-CAM explanation of the top-1 label, or of `label` (see the README's Explanations)."""
+        url = self._model_url(self.inference_url, "explanations", version)
+        headers = {"Authorization": self.tokens.bearer("inference")} | ({"X-Label": label} if label else {})
+        return self._json("POST", url, "inference", data=image, headers=headers)
+
     def describe(self, version: str | None = None) -> list[dict]:
         return self._json("GET", self._model_url(self.management_url, "models", version))
 
@@ -237,6 +243,9 @@ class GrpcClient(Versions):
         if document is None:
             raise TorchServeError("not_json", "TorchServe's gRPC prediction is not JSON")
         return document
+
+    def explain(self, image: bytes, version: str | None = None, label: str | None = None) -> dict:
+        raise TorchServeError("client_error", "TorchServe's gRPC API has no explanations: explain over REST")
 
     def describe(self, version: str | None = None) -> list[dict]:
         request = self._stubs[1].DescribeModelRequest(model_name=self.model, model_version=version or "")

@@ -10,7 +10,7 @@ from torchvision.models import vgg16
 
 from serving.server import stop
 from tests.shapes import write_shapes
-from tests.support import SAMPLE_DIR, SMALL_VGG, Client, make_run, sample_images, serve, write_config
+from tests.support import SAMPLE_DIR, SHAPES_EPOCHS, SMALL_VGG, Client, make_run, sample_images, serve, write_config
 from training import train
 from training.predict import Predictor
 
@@ -45,16 +45,19 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shapes_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Held-out shapes for the trained model's checks: 10 classes of 30 images, another seed."""
-    return write_shapes(tmp_path_factory.mktemp("shapes-test"), per_class=30, seed=1)
+    """Held-out shapes for the trained model's checks: 10 classes of 30 images, another seed, off the centre."""
+    return write_shapes(tmp_path_factory.mktemp("shapes-test"), per_class=30, seed=1, off_centre=True)
 
 
 @pytest.fixture(scope="session")
 def shapes_run(tmp_path_factory: pytest.TempPathFactory, shapes: Path) -> Path:
     """A small VGG (vgg11, 1/8 of the channels) trained from scratch on the shapes: a model with real margins."""
     run = tmp_path_factory.mktemp("runs") / "shapes"
-    arguments = ["--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--epochs", "10", "--output", str(run)]
-    assert train.main([*SMALL_VGG, *arguments]) == 0
+    arguments = ["--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--augment", "whole"]
+    assert (
+        train.main([*SMALL_VGG, *arguments, "--epochs", str(SHAPES_EPOCHS), "--lr", "0.0005", "--output", str(run)])
+        == 0
+    )
     return run
 
 

@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = SAMPLE_IMAGES
 TINY_SPEC = ModelSpec(arch="vgg16", width=1 / 16)
 SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]  # training arguments
+SHAPES_EPOCHS = 12  # the shapes model: 98% on its test split with --lr 0.0005 and --augment whole
 HTTP_TIMEOUT_S = 60
 PORT_KEYS = {
     "inference_address": "http://127.0.0.1:{}",
@@ -121,8 +122,13 @@ def loaded_handler(model_dir: Path, batch_size: int = 1) -> AnimalsHandler:
     return handler
 
 
-def run_handler(handler: AnimalsHandler, model_dir: Path, bodies: list[bytes]) -> tuple[list, list]:
-    """Run one batch through the handler; return the answers and each request's (status, phrase)."""
+def run_handler(
+    handler: AnimalsHandler, model_dir: Path, bodies: list[bytes], explain: bool = False
+) -> tuple[list, list]:
+    """Run one batch through the handler (as explanation requests if `explain`); return the answers and each request's
+    (status, phrase)."""
     context = handler_context(model_dir, len(bodies))
+    if explain:
+        context.request_processor = [RequestProcessor({"explain": "True"}) for _ in bodies]
     answers = handler.handle([{"body": bytearray(body)} for body in bodies], context)
     return answers, [context.get_response_status(index) for index in range(len(bodies))]

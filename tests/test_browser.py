@@ -1,5 +1,5 @@
 """The upload page in a real headless Chromium (Debian's), driven by Playwright: choose a photo, submit, see the
-answer. Skipped, loudly, only where Chromium could not be installed, and never in CI (CI=true)."""
+answer, ask where it looked. Skipped, loudly, only where Chromium could not be installed, and never in CI (CI=true)."""
 
 import os
 import shutil
@@ -66,7 +66,26 @@ def test_choose_a_photo_and_see_its_label(page_url, samples, tmp_path):
             assert page.is_visible("#photo")
             assert page.get_attribute("#photo", "src").startswith("data:image/jpeg;base64,")
             assert page.locator(".bar").count() == 5
+            assert page.is_hidden("#heatmap") and page.is_hidden("#legend")
+            page.click("#explain")
+            page.wait_for_selector("#heatmap", state="visible", timeout=60_000)
+            assert page.locator("#heatmap").bounding_box() == page.locator("#photo").bounding_box()
+            assert painted_share(page) > 0.5  # the map covers the part of the photo the model saw
+            assert page.is_visible("#legend") and "Grad-CAM" in page.inner_text("#legend")
             page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
         finally:
             browser.close()
     assert (tmp_path / "result.png").read_bytes().startswith(b"\x89PNG")
+
+
+def painted_share(page) -> float:
+    """The share of the overlay canvas's pixels that the heatmap painted (not left transparent)."""
+    return page.evaluate(
+        """() => {
+            const canvas = document.getElementById("heatmap");
+            const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let painted = 0;
+            for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) { painted += 1; } }
+            return painted / (pixels.length / 4);
+        }"""
+    )

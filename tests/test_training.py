@@ -9,7 +9,7 @@ import pytest
 from animals import cli
 from animals.labels import ANIMALS
 from tests.shapes import write_shapes
-from tests.support import SAMPLE_DIR, SMALL_VGG
+from tests.support import SAMPLE_DIR, SHAPES_EPOCHS, SMALL_VGG
 from training import evaluate, predict, train
 from training.data import make_split
 from training.evaluate import evaluate_run
@@ -26,7 +26,7 @@ def metrics(run: Path) -> dict:
 def test_small_vgg_from_scratch_learns_the_generated_set(shapes_run):
     result = metrics(shapes_run)
     assert result["test"]["accuracy"] >= 0.9
-    assert len(result["history"]) == 10
+    assert len(result["history"]) == SHAPES_EPOCHS
     assert result["best_valid_accuracy"] == max(epoch["valid_accuracy"] for epoch in result["history"])
 
 
@@ -38,7 +38,7 @@ def test_run_folder_holds_everything_serving_and_review_need(shapes_run):
     result = metrics(shapes_run)
     assert set(result["test"]["per_class"]["class_0"]) == {"precision", "recall", "f1", "support"}
     assert len(result["split_sha256"]) == 64
-    assert result["arguments"]["epochs"] == 10 and result["unreadable_files"] == []
+    assert result["arguments"]["epochs"] == SHAPES_EPOCHS and result["unreadable_files"] == []
 
 
 def test_evaluate_reproduces_the_test_metrics(shapes_run):
@@ -52,12 +52,22 @@ def test_evaluate_reproduces_the_test_metrics(shapes_run):
 def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, shapes_run):
     """Both start from the scratch run's features, frozen, on fresh shapes with 100 validation images."""
     shapes = write_shapes(tmp_path / "shapes", per_class=100, seed=1)
-    common = ["--data-dir", str(shapes), "--weights", str(shapes_run / "model.pt"), "--epochs", "3"]
+    common = [
+        "--data-dir",
+        str(shapes),
+        "--weights",
+        str(shapes_run / "model.pt"),
+        "--epochs",
+        "3",
+        "--augment",
+        "whole",
+    ]
     run_training(*common, "--output", str(tmp_path / "normal"))
     run_training(*common, "--cache-features", "--output", str(tmp_path / "cached"))
-    normal = metrics(tmp_path / "normal")["best_valid_accuracy"]
-    cached = metrics(tmp_path / "cached")["best_valid_accuracy"]
-    assert abs(normal - cached) <= 0.02 + 1e-9
+    # The last validation loss, not the accuracy: on 100 images one answer is a point, the loss moves smoothly.
+    normal = metrics(tmp_path / "normal")["history"][-1]["valid_loss"]
+    cached = metrics(tmp_path / "cached")["history"][-1]["valid_loss"]
+    assert abs(normal - cached) <= 0.15 * normal
 
 
 def test_resume_continues_a_stopped_run(tmp_path, shapes, capsys):

@@ -40,7 +40,8 @@ def test_a_confident_member_class_wins_its_animal():
 
 
 def test_the_zero_shot_archive_answers_exactly_animal_probabilities(tmp_path, vgg16_weights, samples, monkeypatch):
-    """Full-size VGG16 (random weights) packed as the ImageNet default, run by the handler in fp32."""
+    """Full-size VGG16 (random weights) packed as the ImageNet default, run by the handler in fp32; it explains the
+    grouped animal score on VGG16's 14 x 14 last block."""
     monkeypatch.setenv("VGG16_WEIGHTS", str(vgg16_weights))
     with staged(choose_source(imagenet=True), {"precision": "fp32"}) as stage:
         archive = tmp_path / "zero-shot.mar"
@@ -48,7 +49,8 @@ def test_the_zero_shot_archive_answers_exactly_animal_probabilities(tmp_path, vg
     with zipfile.ZipFile(archive) as packed:
         packed.extractall(tmp_path / "model")
     photos = [path.read_bytes() for path in samples[::40]]
-    answers, statuses = run_handler(loaded_handler(tmp_path / "model"), tmp_path / "model", photos)
+    handler = loaded_handler(tmp_path / "model")
+    answers, statuses = run_handler(handler, tmp_path / "model", photos)
     network = vgg16()
     network.load_state_dict(torch.load(vgg16_weights, weights_only=True))
     with torch.inference_mode():
@@ -59,6 +61,9 @@ def test_the_zero_shot_archive_answers_exactly_animal_probabilities(tmp_path, vg
         top = row.topk(5)
         assert list(answer) == [ANIMALS[index] for index in top.indices.tolist()]
         assert list(answer.values()) == pytest.approx(top.values.tolist(), abs=2e-6)
+    explanations, _ = run_handler(handler, tmp_path / "model", photos[:1], explain=True)
+    assert explanations[0]["explained_label"] == next(iter(answers[0])) and explanations[0]["computed_in"] == "fp32"
+    assert torch.tensor(explanations[0]["heatmap"]).shape == (14, 14)
 
 
 @pytest.mark.parametrize("network", sorted(zero_shot_report.STAND_INS))

@@ -23,10 +23,10 @@ from animals import cli
 from animals.errors import UserError
 from animals.labels import write_index_to_name
 from animals.model import VGG_LAYOUTS, ModelSpec, build_model
-from animals.preprocessing import eval_transform, train_transform
+from animals.preprocessing import AUGMENTATIONS, eval_transform, train_transform
 from animals.pretrained import load_imagenet_state_dict
-from animals.run import ARTIFACTS_DIR
-from training.data import ImageDataset, LoadedBatch, Split, make_split, skip_unreadable
+from animals.run import ARTIFACTS_DIR, Split
+from training.data import ImageDataset, LoadedBatch, make_split, skip_unreadable
 from training.features import cached_loader, extract_features
 from training.report import write_report
 
@@ -54,6 +54,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unfreeze", action="store_true", help="fine-tune the convolutional features too")
     parser.add_argument(
         "--cache-features", action="store_true", help="frozen features: compute them once, train the head"
+    )
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="crop",
+        help="crop: random crops and rotations; whole: keep the whole picture, flip only (default: %(default)s)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes (default: %(default)s)")
@@ -125,7 +131,8 @@ def evaluate(model: nn.Module, batches: Iterable[LoadedBatch], device: torch.dev
 
 
 def image_loader(split: Split, part: str, train: bool, args: argparse.Namespace) -> DataLoader:
-    dataset = ImageDataset(split.root, split.parts[part], train_transform() if train else eval_transform())
+    transform = train_transform(args.augment) if train else eval_transform()
+    dataset = ImageDataset(split.root, split.parts[part], transform)
     generator = torch.Generator().manual_seed(args.seed)
     return DataLoader(
         dataset,

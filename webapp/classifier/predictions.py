@@ -1,12 +1,17 @@
-"""Ask TorchServe for a photo's labels through the project's client, and put each way that can fail into words."""
+"""Ask TorchServe for a photo's labels or explanation through the project's client, and put each way that can fail
+into words."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 
 from animals.errors import UserError
 from serving import client
+
+Answer = TypeVar("Answer")
 
 
 class PredictionFailed(Exception):
@@ -51,15 +56,25 @@ def torchserve() -> client.RestClient:
 
 def classify(image: bytes) -> Prediction:
     started = time.perf_counter()
+    labels = ask(lambda torchserve: torchserve.predict(image))
+    return Prediction(list(labels.items()), (time.perf_counter() - started) * 1000)
+
+
+def explain(image: bytes, label: str | None = None) -> dict:
+    """TorchServe's Grad-CAM explanation of the top-1 label or of `label`, as the README's Explanations shows it."""
+    return ask(lambda torchserve: torchserve.explain(image, label=label))
+
+
+def ask(call: Callable[[client.RestClient], Answer]) -> Answer:
+    """The answer of one call to TorchServe, or the PredictionFailed that says what went wrong."""
     try:
-        labels = torchserve().predict(image)
+        return call(torchserve())
     except client.TorchServeError as error:
         raise failure(error) from error
     except UserError as error:  # no key file: TorchServe has not been started
         raise PredictionFailed(
             503, "The classifier is not running (no TorchServe key file). Start it: make serve"
         ) from error
-    return Prediction(list(labels.items()), (time.perf_counter() - started) * 1000)
 
 
 # What the page answers for each kind of TorchServe failure; any other is a 502.

@@ -1,6 +1,7 @@
 """The upload page and its JSON twin. The photo stays in memory: it is shown back as a data URI, never stored."""
 
 import base64
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -8,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.classifier.forms import UploadForm
-from webapp.classifier.predictions import PredictionFailed, classify
+from webapp.classifier.predictions import PredictionFailed, classify, explain
 
 TOO_LARGE = 413
 
@@ -34,12 +35,23 @@ def index(request: HttpRequest) -> HttpResponse:
 @csrf_exempt  # a stateless JSON API for scripts: no cookies or sessions to forge
 @require_POST
 def api_predict(request: HttpRequest) -> JsonResponse:
+    return answer_upload(request, lambda image: classify(image).as_json())
+
+
+@csrf_exempt  # as api_predict; the page's "show where it looked" posts the photo it holds here
+@require_POST
+def api_explain(request: HttpRequest) -> JsonResponse:
+    """The Grad-CAM explanation of the photo's top-1 label, or of the form field `label`."""
+    return answer_upload(request, lambda image: explain(image, request.POST.get("label") or None))
+
+
+def answer_upload(request: HttpRequest, answer: Callable[[bytes], dict]) -> JsonResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         errors = form.errors.get("image", ["Send the photo as the field 'image'."])
         return JsonResponse({"error": " ".join(errors)}, status=invalid_status(form))
     try:
-        return JsonResponse(classify(form.cleaned_data["image"].read()).as_json())
+        return JsonResponse(answer(form.cleaned_data["image"].read()))
     except PredictionFailed as failure:
         return JsonResponse({"error": str(failure)}, status=failure.status)
 
