@@ -14,7 +14,7 @@ CALIBRATION ?=
 MIN_AGREEMENT ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test web lint format soak bench
+.PHONY: help install serve stop status token archive train test kserve web lint format soak bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epoc
 test: $(DEV) ## install everything, then run the whole test suite
 	scripts/ensure_chromium.sh
 	$(PYTHON) -m pytest
+
+kserve: $(RUNTIME) ## run deploy/kserve's config locally on loopback, as KServe's runtime does (PROTOCOL=v1|v2)
+	$(PYTHON) -m scripts.kserve --config $(CONFIG) $(if $(PROTOCOL),--protocol $(PROTOCOL))
 
 web: $(RUNTIME) ## the upload page on http://127.0.0.1:8000, against the TorchServe of make serve
 	$(PYTHON) webapp/manage.py runserver 127.0.0.1:8000 --noreload

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from animals.errors import BadInput
+from animals.kserve import KServeRequest
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,12 @@ class ExplanationRequest:
 
 @dataclass
 class Batch:
-    """The decodable images of a batch (with their positions in it), the error of every other request, and which
-    requests ask for an explanation."""
+    """The decodable images of a batch (with the position of each one's request: a KServe request may hold several),
+    the error of every other request, which requests ask for an explanation, and which are KServe requests."""
 
     size: int
     images: list[torch.Tensor] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     errors: dict[int, BadInput] = field(default_factory=dict)
     explain: dict[int, ExplanationRequest] = field(default_factory=dict)
+    kserve: dict[int, KServeRequest] = field(default_factory=dict)

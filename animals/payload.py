@@ -11,11 +11,17 @@ FIELD_NAMES = ("data", "body", "file", "image")
 LABEL_FIELD = "label"
 
 
-def image_bytes(request: dict) -> bytes:
-    """Return the image bytes of a request row as TorchServe's worker hands it to the handler."""
+def request_body(request: dict) -> object:
+    """A request row's body as TorchServe's worker hands it over: bytes, text, or JSON already parsed; or None."""
     value = next((request[name] for name in FIELD_NAMES if name in request), None)
     if value is None:
         value = next((value for name, value in request.items() if name != LABEL_FIELD), None)
+    return value
+
+
+def image_bytes(request: dict) -> bytes:
+    """Return the image bytes of a request row as TorchServe's worker hands it to the handler."""
+    value = request_body(request)
     if value is None:
         return b""  # nothing sent: decoding says the body is empty
     if isinstance(value, (bytes, bytearray)) and value[:1] == b"{":
@@ -33,7 +39,7 @@ def named_label(request: dict) -> str | None:
     """The label a request names, or None. Bodies that are not JSON name none."""
     value = request.get(LABEL_FIELD)
     if value is None:
-        body = next((request[name] for name in FIELD_NAMES if name in request), None)
+        body = request_body(request)
         if isinstance(body, (bytes, bytearray)) and body[:1] == b"{":
             body = _parse_json(bytes(body))
         value = body.get(LABEL_FIELD) if isinstance(body, dict) else None
