@@ -6,7 +6,8 @@ into the answer: the trained layer's logit, or the zero-shot head's log animal s
 raised the score, not a segmentation of the animal.
 
 The model runs eagerly (a compiled or int8 program has no gradients), forward once, and backward only from the score
-to the last block: about the cost of one prediction. Nothing here touches the prediction path.
+to the last block: about the cost of one prediction, whose probabilities it also gives. Nothing here touches the
+prediction path.
 """
 
 import numpy as np
@@ -28,21 +29,24 @@ class GradCam:
         self.dtype = dtype
         self.model.requires_grad_(False)  # gradients are needed for the activations only, never for the weights
 
-    def __call__(self, images: torch.Tensor, labels: list[int]) -> torch.Tensor:
-        """N preprocessed images and the label to explain for each: N maps over the last block's grid, in [0, 1]."""
+    def __call__(self, images: torch.Tensor, labels: list[int | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """N preprocessed images and the label to explain for each (None: its top-1 label): N maps over the last
+        block's grid, in [0, 1], and the N x classes probabilities of the same forward pass."""
         parameter = next(self.model.parameters())
-        images = images.to(device=parameter.device, dtype=self.dtype)
+        images = images.to(device=parameter.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             activations = self.model.features[:-1](images)  # the last block, before its max pooling
         activations.requires_grad_(True)
         with torch.enable_grad():
-            scores = self._head(activations)
-            picked = scores[torch.arange(len(labels)), torch.tensor(labels)]
-            (gradients,) = torch.autograd.grad(picked.float().sum(), activations)
+            scores = self._head(activations).float()
+            chosen = [int(scores[row].argmax()) if label is None else label for row, label in enumerate(labels)]
+            picked = scores[torch.arange(len(chosen)), torch.tensor(chosen)]
+            (gradients,) = torch.autograd.grad(picked.sum(), activations)
         channel_weights = gradients.float().mean(dim=(2, 3), keepdim=True)
         maps = (channel_weights * activations.detach().float()).sum(dim=1).relu()
         peaks = maps.amax(dim=(1, 2), keepdim=True)
-        return (maps / peaks.where(peaks > 0, torch.ones_like(peaks))).cpu()
+        maps = maps / peaks.where(peaks > 0, torch.ones_like(peaks))
+        return maps.cpu(), scores.detach().softmax(dim=1).cpu()
 
     def _head(self, activations: torch.Tensor) -> torch.Tensor:
         """The rest of VGG.forward after the last block: its max pooling, the average pooling and the classifier."""

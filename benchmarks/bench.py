@@ -11,7 +11,7 @@ FastAPI baseline peer, and matmul GFLOP/s. Writes results.md, results.json and t
 import argparse
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         model = extract_model(default_archive, Path(work) / "default")
         print("Measuring matmul GFLOP/s and the in-process ceiling")
         matmul = {"fp32": in_process.matmul_gflops(torch.float32), "bf16": in_process.matmul_gflops(torch.bfloat16)}
-        ceiling = in_process.ceiling(model, photos[: args.ceiling_images], settings, [1, 4, 8])
+        # In process, one model uses every core (threads=0), as a server of one's own would: the served layout of
+        # single-thread workers would leave the ceiling and the peers after it with one thread.
+        ceiling = in_process.ceiling(model, photos[: args.ceiling_images], replace(settings, threads=0), [1, 4, 8])
         with served.precision_versions(config, model, precisions, args.images) as versions:
             records = {name: Record.read(config.archive(version)) for name, version in versions.items()}
             levels = levels_of(config, versions, precision, photos, args)

@@ -2,7 +2,8 @@
 explanations for the requests that come through TorchServe's explanations API.
 
 Each request in a batch gets its own answer: a bad image answers 400 with a JSON message through
-context.set_response_status, and the other requests in the batch are still served. TorchServe marks each explanation
+context.set_response_status, and the other requests in the batch are still served. KServe v1 and v2 bodies (several
+base64 images each) are read per request too (animals.kserve). TorchServe marks each explanation
 request with the header explain=True; a batch may mix them with predictions, so the handler reads it per request.
 """
 
@@ -18,7 +19,8 @@ from animals.acceleration import InferenceModel, InferenceSettings, effective_pr
 from animals.batch import Batch, ExplanationRequest
 from animals.errors import BadInput
 from animals.explanation import METHOD, GradCam
-from animals.payload import image_bytes, named_label
+from animals.kserve import KServeRequest, kserve_answer, kserve_request
+from animals.payload import image_bytes, named_label, request_body
 from animals.preprocessing import MAX_PIXELS, decode_image, eval_transform, seen_region
 from animals.serving_metrics import record_batch, record_explanations, stopwatch
 
@@ -50,8 +52,9 @@ class AnimalsHandler(BaseHandler):
             raise ValueError(f"handler.top_k in model-config.yaml must be at least 1, not {self.top_k}")
         self.max_pixels = int(settings.get("max_image_pixels", MAX_PIXELS))
         self.transform = eval_transform()
-        version = context.manifest["model"]["modelVersion"]
-        self.dimensions = {"ModelVersion": version, "Precision": effective_precision(self.model.settings.precision)}
+        self.name, self.version = context.manifest["model"]["modelName"], context.manifest["model"]["modelVersion"]
+        precision = effective_precision(self.model.settings.precision)
+        self.dimensions = {"ModelVersion": self.version, "Precision": precision}
         self.initialized = True
 
     def handle(self, data: list[dict], context) -> list:
@@ -60,77 +63,123 @@ class AnimalsHandler(BaseHandler):
             batch = self.preprocess(data)
         with stopwatch() as inferring:
             probabilities = self.inference(batch)
-        answers = self.postprocess(probabilities, batch)
-        top_labels = [next(iter(answers[position])) for position in batch.positions]
+        with stopwatch() as explaining:
+            explanations = self.run_explanations(batch, probabilities)
+        answers = self.postprocess(probabilities, batch, explanations)
+        top_labels = [self.labels[index] for index in probabilities.argmax(dim=1).tolist()]
         record_batch(
             context.metrics, self.dimensions, batch, preprocessing.milliseconds, inferring.milliseconds, top_labels
         )
-        if batch.explain:
-            with stopwatch() as explaining:
-                self.add_explanations(batch, probabilities, answers)
-            record_explanations(context.metrics, self.dimensions, len(batch.explain), explaining.milliseconds)
+        if explanations:
+            record_explanations(context.metrics, self.dimensions, len(explanations), explaining.milliseconds)
         return answers
 
     def preprocess(self, data: list[dict]) -> Batch:
+        """Decode every request's image (a KServe request may hold several) and note what each request asks for."""
         batch = Batch(size=len(data))
         for position, request in enumerate(data):
             try:
-                image = decode_image(image_bytes(request), self.max_pixels)
+                kserve = kserve_request(request_body(request))
+                photos = kserve.images if kserve else [image_bytes(request)]
+                images = self._decoded(photos, numbered=kserve is not None)
                 if self._asks_for_explanation(position):
-                    label = self._class_index(named_label(request) or self._label_header(position))
-                    batch.explain[position] = ExplanationRequest(label, seen_region(*image.size))
+                    batch.explain[position] = self._explanation_request(request, position, images, kserve)
             except BadInput as error:
                 batch.errors[position] = error
                 continue
-            batch.images.append(self.transform(image))
-            batch.positions.append(position)
+            if kserve:
+                batch.kserve[position] = kserve
+            batch.images.extend(self.transform(image) for image in images)
+            batch.positions.extend([position] * len(images))
         return batch
 
     def inference(self, batch: Batch) -> torch.Tensor:
-        if not batch.images:
-            return torch.empty(0, len(self.labels))
-        return self.model(torch.stack(batch.images))
+        """The probabilities of every image; the rows of explanation requests are left for run_explanations to fill
+        (BaseHandler.explain is a flag of TorchServe's, hence the name)."""
+        probabilities = torch.zeros(len(batch.images), len(self.labels))
+        rows = [row for row, position in enumerate(batch.positions) if position not in batch.explain]
+        if rows:
+            probabilities[rows] = self.model(torch.stack([batch.images[row] for row in rows]))
+        return probabilities
 
-    def postprocess(self, probabilities: torch.Tensor, batch: Batch) -> list:
+    def run_explanations(self, batch: Batch, probabilities: torch.Tensor) -> dict[int, tuple[int, torch.Tensor]]:
+        """Grad-CAM for the rows of explanation requests: {row: (explained label, heatmap)}. Its forward pass gives
+        those rows' probabilities too (written into `probabilities`), so an explanation costs one pass, not two."""
+        rows = [row for row, position in enumerate(batch.positions) if position in batch.explain]
+        if not rows:
+            return {}
+        asked = [batch.explain[batch.positions[row]].label for row in rows]
+        maps, explained = self.grad_cam(torch.stack([batch.images[row] for row in rows]), asked)
+        probabilities[rows] = explained
+        labels = [int(explained[index].argmax()) if label is None else label for index, label in enumerate(asked)]
+        return {row: (label, heatmap) for row, label, heatmap in zip(rows, labels, maps, strict=True)}
+
+    def postprocess(
+        self, probabilities: torch.Tensor, batch: Batch, explanations: dict[int, tuple[int, torch.Tensor]]
+    ) -> list:
+        """Each request's top-k labels, or its explanation; a KServe request's top-k per image, in its protocol's
+        answer."""
         answers: list = [None] * batch.size
+        per_image: dict[int, list[dict]] = {position: [] for position in batch.kserve}
         top = probabilities.topk(self.top_k, dim=1)
         for row, position in enumerate(batch.positions):
-            answers[position] = {
+            labels = {
                 self.labels[index]: round(probability, 6)
                 for probability, index in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True)
             }
+            if position in batch.kserve:
+                per_image[position].append(labels)
+            elif row in explanations:
+                answers[position] = self._explanation(labels, probabilities[row], *explanations[row], batch, position)
+            else:
+                answers[position] = labels
+        for position, request in batch.kserve.items():
+            answers[position] = kserve_answer(request, per_image[position], self.name, self.version)
         for position, error in batch.errors.items():
             answers[position] = self._error_answer(position, error)
         return answers
 
-    def add_explanations(self, batch: Batch, probabilities: torch.Tensor, answers: list) -> None:
-        """Replace the answers of explanation requests by their explanation: the top-1 label and its probability as
-        predicted, and the Grad-CAM map of the label asked for (the top-1 when none was named)."""
-        rows = [row for row, position in enumerate(batch.positions) if position in batch.explain]
-        asked = [batch.explain[batch.positions[row]].label for row in rows]
-        labels = [
-            int(probabilities[row].argmax()) if label is None else label for row, label in zip(rows, asked, strict=True)
-        ]
-        maps = self.grad_cam(torch.stack([batch.images[row] for row in rows]), labels)
-        for row, label, heatmap in zip(rows, labels, maps, strict=True):
-            position = batch.positions[row]
-            top_label, top_probability = next(iter(answers[position].items()))
-            answers[position] = {
-                "label": top_label,
-                "probability": top_probability,
-                "explained_label": self.labels[label],
-                "explained_probability": round(float(probabilities[row, label]), 6),
-                "method": METHOD,
-                "computed_in": "bf16" if self.grad_cam.dtype == torch.bfloat16 else "fp32",
-                "region": [round(side, 6) for side in batch.explain[position].region],
-                "heatmap": [[round(value, 4) for value in line] for line in heatmap.tolist()],
-            }
+    def _explanation(
+        self, labels: dict, probabilities: torch.Tensor, label: int, heatmap: torch.Tensor, batch: Batch, position: int
+    ) -> dict:
+        """The answer to an explanation request (README: Explanations)."""
+        top_label, top_probability = next(iter(labels.items()))
+        return {
+            "label": top_label,
+            "probability": top_probability,
+            "explained_label": self.labels[label],
+            "explained_probability": round(float(probabilities[label]), 6),
+            "method": METHOD,
+            "computed_in": "bf16" if self.grad_cam.dtype == torch.bfloat16 else "fp32",
+            "region": [round(side, 6) for side in batch.explain[position].region],
+            "heatmap": [[round(value, 4) for value in line] for line in heatmap.tolist()],
+        }
 
     @cached_property
     def grad_cam(self) -> GradCam:
         """Built at the first explanation, so that predictions pay nothing for explanations (int8 and compiled
         archives load their eager weights here: their programs have no gradients)."""
         return GradCam(*self.model.eager())
+
+    def _decoded(self, photos: list[bytes], numbered: bool) -> list:
+        """The decoded images; an error names the image by its index in the request when there may be several."""
+        images = []
+        for index, photo in enumerate(photos):
+            try:
+                images.append(decode_image(photo, self.max_pixels))
+            except BadInput as error:
+                if not numbered:
+                    raise
+                raise BadInput(f"image {index}: {error}", error.reason, error.status) from error
+        return images
+
+    def _explanation_request(
+        self, request: dict, position: int, images: list, kserve: KServeRequest | None
+    ) -> ExplanationRequest:
+        if kserve:
+            raise BadInput('explanations take one image, raw, multipart or as {"data": base64}', reason="bad_json")
+        label = self._class_index(named_label(request) or self._label_header(position))
+        return ExplanationRequest(label, seen_region(*images[0].size))
 
     def _asks_for_explanation(self, position: int) -> bool:
         return self.context.get_request_header(position, EXPLAIN_HEADER) == "True"
