@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import requests
-
 from animals.errors import UserError
+from serving.client import RestClient, TorchServeError
 from serving.config import REPO_ROOT, ServerConfig, read_config
 from serving.server import ADDRESS_KEYS, check_java, rebind, server_env
 
@@ -67,13 +66,14 @@ def wait_until_ready(config: ServerConfig, process: subprocess.Popen, timeout_s:
     """Until the model answers /v1/models/animals (its worker is READY), or say why not."""
     deadline = time.monotonic() + timeout_s
     url = f"{config.inference_url}/v1/models/{config.model_name}"
+    client = RestClient(config, timeout=5)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise UserError(f"TorchServe exited with {process.returncode}; see {config.log_dir}")
         try:
-            if requests.get(url, timeout=5).status_code == 200:
+            if client.send("GET", url).status_code == 200:  # no key: this config turns tokens off, as KServe's does
                 return
-        except requests.RequestException:
+        except TorchServeError:
             pass
         time.sleep(0.5)
     raise UserError(f"the model did not become ready within {timeout_s:.0f} s; see {config.log_dir}")

@@ -117,8 +117,14 @@ def handler_context(model_dir: Path, batch_size: int) -> Context:
 
 
 def loaded_handler(model_dir: Path, batch_size: int = 1) -> AnimalsHandler:
+    """The handler initialised in this process. It sets torch's thread count for its worker (model-config.yaml's
+    handler.threads); the test process gets its own back, so that later tests do not run on one thread."""
+    threads = torch.get_num_threads()
     handler = AnimalsHandler()
-    handler.initialize(handler_context(model_dir, batch_size))
+    try:
+        handler.initialize(handler_context(model_dir, batch_size))
+    finally:
+        torch.set_num_threads(threads)
     return handler
 
 

@@ -13,7 +13,8 @@ import requests
 
 from benchmarks.load import free_port
 from serving import kserve
-from tests.support import HTTP_TIMEOUT_S, archive_of
+from serving.client import RestClient
+from tests.support import archive_of
 
 CONCURRENT_REQUESTS, CLIENTS = 200, 16
 
@@ -30,7 +31,7 @@ def protocol_server(request, tmp_path_factory, tiny_run):
         process = kserve.start(config, request.param, output)
         try:
             kserve.wait_until_ready(config, process)
-            yield request.param, config.inference_url
+            yield request.param, RestClient(config)
         finally:
             kserve.stop(process)
 
@@ -47,10 +48,15 @@ def body_for(protocol: str, photos: list[bytes], request_id: str = "request-1") 
     return {"id": request_id, "inputs": inputs}
 
 
-def send(server, photos: list[bytes], request_id: str = "request-1") -> requests.Response:
-    protocol, url = server
+def post(server, body: dict) -> requests.Response:
+    """POST a body to the protocol's path; no key: the KServe config turns tokens off, as KServe's does."""
+    protocol, client = server
     path = "/v1/models/animals:predict" if protocol == "v1" else "/v2/models/animals/infer"
-    return requests.post(url + path, json=body_for(protocol, photos, request_id), timeout=HTTP_TIMEOUT_S)
+    return client.send("POST", client.inference_url + path, json=body)
+
+
+def send(server, photos: list[bytes], request_id: str = "request-1") -> requests.Response:
+    return post(server, body_for(server[0], photos, request_id))
 
 
 def top5_per_image(protocol: str, answer: dict, request_id: str = "request-1") -> list[dict]:
@@ -103,7 +109,5 @@ def test_concurrent_requests_are_each_answered_for_their_own_images(protocol_ser
     [({"instances": [{"data": "%%%"}]}, "bad_base64"), ({"instances": []}, "bad_json"), ({"inputs": [{}]}, "bad_json")],
 )
 def test_malformed_bodies_answer_400_with_a_message(protocol_server, body, reason):
-    protocol, url = protocol_server
-    path = "/v1/models/animals:predict" if protocol == "v1" else "/v2/models/animals/infer"
-    response = requests.post(url + path, json=body, timeout=HTTP_TIMEOUT_S)
+    response = post(protocol_server, body)
     assert response.status_code == 400 and response.json()["reason"] == reason and response.json()["message"]

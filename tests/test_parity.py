@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from ts.context import Context, RequestProcessor
 
 from animals.preprocessing import eval_transform
 from animals.run import Split
@@ -22,6 +23,8 @@ def test_training_eval_transform_and_handler_preprocess_give_the_same_tensor(sam
     training_view = ImageDataset(SAMPLE_DIR, items, eval_transform())
     handler = AnimalsHandler()
     handler.transform, handler.max_pixels = eval_transform(), 50_000_000
+    handler.context = Context("animals", "", {}, len(samples), None, "0.12.0")  # as TorchServe's handle sets it
+    handler.context.request_processor = [RequestProcessor({}) for _ in samples]
     served_view = handler.preprocess([{"body": bytearray(path.read_bytes())} for path in samples])
     assert served_view.positions == list(range(len(samples)))
     for index, served_tensor in enumerate(served_view.images):

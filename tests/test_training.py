@@ -67,7 +67,7 @@ def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, shapes_run):
     # The last validation loss, not the accuracy: on 100 images one answer is a point, the loss moves smoothly.
     normal = metrics(tmp_path / "normal")["history"][-1]["valid_loss"]
     cached = metrics(tmp_path / "cached")["history"][-1]["valid_loss"]
-    assert abs(normal - cached) <= 0.15 * normal
+    assert abs(normal - cached) <= 0.15 * normal + 0.005  # near zero, a few thousandths apart is the same
 
 
 def test_resume_continues_a_stopped_run(tmp_path, shapes, capsys):
