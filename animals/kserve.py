@@ -26,12 +26,8 @@ class KServeRequest:
 
 
 def kserve_request(body: object) -> KServeRequest | None:
-    """The KServe request a row's body holds, or None for a plain body. Raises BadInput naming the bad instance."""
-    if isinstance(body, (bytes, bytearray)) and body[:1] == b"{":
-        try:
-            body = json.loads(bytes(body))
-        except (ValueError, UnicodeDecodeError):
-            return None
+    """The KServe request a body (animals.payload.request_body) holds, or None for a plain body. Raises BadInput
+    naming the bad instance."""
     if not isinstance(body, dict):
         return None
     if "instances" in body:

@@ -12,36 +12,39 @@ LABEL_FIELD = "label"
 
 
 def request_body(request: dict) -> object:
-    """A request row's body as TorchServe's worker hands it over: bytes, text, or JSON already parsed; or None."""
+    """A request row's body as TorchServe's worker hands it over (bytes, text, or JSON already parsed; or None), with
+    JSON sent as bytes parsed here, once, for every reader of the body."""
     value = next((request[name] for name in FIELD_NAMES if name in request), None)
     if value is None:
         value = next((value for name, value in request.items() if name != LABEL_FIELD), None)
+    if isinstance(value, (bytes, bytearray)) and value[:1] == b"{":
+        value = _parse_json(bytes(value))
     return value
 
 
 def image_bytes(request: dict) -> bytes:
     """Return the image bytes of a request row as TorchServe's worker hands it to the handler."""
-    value = request_body(request)
-    if value is None:
+    return image_in(request_body(request))
+
+
+def image_in(body: object) -> bytes:
+    """The image bytes of a request body (see request_body)."""
+    if body is None:
         return b""  # nothing sent: decoding says the body is empty
-    if isinstance(value, (bytes, bytearray)) and value[:1] == b"{":
-        value = _parse_json(bytes(value))
-    if isinstance(value, dict):
-        return _base64_field(value)
-    if isinstance(value, str):
+    if isinstance(body, dict):
+        return _base64_field(body)
+    if isinstance(body, str):
         raise BadInput("the body is text, not an image; send the image bytes", reason="not_image")
-    if not isinstance(value, (bytes, bytearray)):
+    if not isinstance(body, (bytes, bytearray)):
         raise BadInput("the body is not an image; send the image bytes", reason="not_image")
-    return bytes(value)
+    return bytes(body)
 
 
-def named_label(request: dict) -> str | None:
-    """The label a request names, or None. Bodies that are not JSON name none."""
+def named_label(request: dict, body: object = None) -> str | None:
+    """The label a request names, or None: a field of its own, or "label" in a JSON body (`body`, if already read)."""
     value = request.get(LABEL_FIELD)
     if value is None:
-        body = request_body(request)
-        if isinstance(body, (bytes, bytearray)) and body[:1] == b"{":
-            body = _parse_json(bytes(body))
+        body = request_body(request) if body is None else body
         value = body.get(LABEL_FIELD) if isinstance(body, dict) else None
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("utf-8", errors="replace")

@@ -20,7 +20,7 @@ from animals.batch import Batch, ExplanationRequest
 from animals.errors import BadInput
 from animals.explanation import METHOD, GradCam
 from animals.kserve import KServeRequest, kserve_answer, kserve_request
-from animals.payload import image_bytes, named_label, request_body
+from animals.payload import image_in, named_label, request_body
 from animals.preprocessing import MAX_PIXELS, decode_image, eval_transform, seen_region
 from animals.serving_metrics import record_batch, record_explanations, stopwatch
 
@@ -79,11 +79,12 @@ class AnimalsHandler(BaseHandler):
         batch = Batch(size=len(data))
         for position, request in enumerate(data):
             try:
-                kserve = kserve_request(request_body(request))
-                photos = kserve.images if kserve else [image_bytes(request)]
+                body = request_body(request)
+                kserve = kserve_request(body)
+                photos = kserve.images if kserve else [image_in(body)]
                 images = self._decoded(photos, numbered=kserve is not None)
                 if self._asks_for_explanation(position):
-                    batch.explain[position] = self._explanation_request(request, position, images, kserve)
+                    batch.explain[position] = self._explanation_request(request, body, position, images, kserve)
             except BadInput as error:
                 batch.errors[position] = error
                 continue
@@ -174,11 +175,11 @@ class AnimalsHandler(BaseHandler):
         return images
 
     def _explanation_request(
-        self, request: dict, position: int, images: list, kserve: KServeRequest | None
+        self, request: dict, body: object, position: int, images: list, kserve: KServeRequest | None
     ) -> ExplanationRequest:
         if kserve:
             raise BadInput('explanations take one image, raw, multipart or as {"data": base64}', reason="bad_json")
-        label = self._class_index(named_label(request) or self._label_header(position))
+        label = self._class_index(named_label(request, body) or self._label_header(position))
         return ExplanationRequest(label, seen_region(*images[0].size))
 
     def _asks_for_explanation(self, position: int) -> bool:
