@@ -12,9 +12,13 @@ OUTPUT ?=
 PRECISION ?=
 CALIBRATION ?=
 MIN_AGREEMENT ?=
+ARCHIVE ?=
+IMAGE ?=
+BASE_IMAGE ?=
+TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test kserve web lint format soak bench
+.PHONY: help install serve stop status token archive train test kserve web lint format soak bench image base-image
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,12 +49,19 @@ token: $(RUNTIME) ## print the current inference token
 archive: $(RUNTIME) ## build model_store/animals-VERSION.mar (RUN=artifacts/RUN IMAGENET=1 VERSION=x.y OUTPUT=o.mar PRECISION=fp32)
 	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(VERSION),--version $(VERSION)) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(CALIBRATION),--calibration $(CALIBRATION)) $(if $(MIN_AGREEMENT),--min-agreement $(MIN_AGREEMENT))
 
+image: $(RUNTIME) ## build the container image (RUN=artifacts/RUN, ARCHIVE=model_store/x.mar or VGG16_WEIGHTS=; VERSION, IMAGE, BASE_IMAGE, TORCH_INDEX)
+	$(PYTHON) -m scripts.image $(if $(RUN),--run $(RUN)) $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(VERSION),--version $(VERSION)) $(if $(IMAGE),--tag $(IMAGE)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
+
+base-image: ## make the image's base (animals-base:bookworm) from Debian's archive with debootstrap (root)
+	scripts/base_image.sh $$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
+
 train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epochs 3 ...")
 	$(if $(DATA),,$(error DATA is required: make train DATA=path/to/animals10))
 	$(PYTHON) -m training.train --data-dir $(DATA) $(ARGS)
 
 test: $(DEV) ## install everything, then run the whole test suite
 	scripts/ensure_chromium.sh
+	scripts/ensure_docker.sh
 	$(PYTHON) -m pytest
 
 kserve: $(RUNTIME) ## run deploy/kserve's config locally on loopback, as KServe's runtime does (PROTOCOL=v1|v2)

@@ -10,7 +10,7 @@ from serving.archive import choose_source
 from serving.config import DEFAULT_CONFIG, read_config
 from serving.int8 import MIN_AGREEMENT
 from serving.server import registered_versions
-from serving.store import publish
+from serving.store import install_archive, publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
     parser.add_argument("--output", type=Path, help="write the archive here instead of into the model store")
+    parser.add_argument(
+        "--install", type=Path, metavar="ARCHIVE", help="put an archive built elsewhere into the model store (checked)"
+    )
     parser.add_argument("--precision", choices=PRECISIONS, help="override model-config.yaml's handler precision")
     parser.add_argument("--calibration", type=Path, help="int8: a folder of images to calibrate on (see README)")
     parser.add_argument(
@@ -34,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     config = read_config(args.config)
+    if args.install:
+        name, version = install_archive(args.install, config, args.version)
+        print(f"Version {version}: {config.model_store / name}")
+        return 0
     handler = {"precision": args.precision} if args.precision else None
     source = choose_source(args.run, args.imagenet)
     registered = registered_versions(config)

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     config = read_config(args.config)
     if args.command == "start":
-        start_serving(config, args)
+        return start_serving(config, args)
     elif args.command == "health":
         print(server.health(config))
     elif args.command == "stop":
@@ -46,20 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def start_serving(config: ServerConfig, args: argparse.Namespace) -> None:
+def start_serving(config: ServerConfig, args: argparse.Namespace) -> int:
+    """Start TorchServe (in the foreground: until it is stopped); the command's exit status."""
     if args.no_build and (args.run or args.imagenet or args.precision):
         raise UserError("--no-build serves the model store as it is: drop --run/--imagenet/--precision or --no-build")
     if server.running_pid(config) is not None:
         server.start(config)  # only says that TorchServe already runs: a running server is left as it is
-        return
+        return 0
     check_named_files(config)
     from serving.store import version_to_serve  # torch: only when starting, not for health or status
 
     default = version_to_serve(config, args.run, args.imagenet, not args.no_build, args.precision)
     if args.foreground:
-        server.run_in_foreground(config, default, args.bind)
+        return server.run_in_foreground(config, default, args.bind)
     server.start(config, default, args.timeout, args.bind)
     print(server.summary(config))
+    return 0
 
 
 if __name__ == "__main__":

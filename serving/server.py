@@ -5,8 +5,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,12 +99,27 @@ def start(
     return True
 
 
-def run_in_foreground(config: ServerConfig, default: str | None, bind: str | None) -> None:
-    """Become TorchServe in the foreground (the container's command): logs on stdout, signals straight to it."""
+def run_in_foreground(config: ServerConfig, default: str | None, bind: str | None) -> int:
+    """Run TorchServe in the foreground (the container's command), logs on stdout, until it exits or SIGTERM/SIGINT
+    asks it to stop: then stop the frontend and every worker and return 0, as `docker stop` expects."""
     command, _ = torchserve_command(config, default, bind, foreground=True)
     print(f"Starting TorchServe in the foreground with {config.path}" + (f", listening on {bind}" if bind else ""))
-    os.chdir(config.home)
-    os.execve(command[0], command, server_env(config))
+    launcher = subprocess.Popen(command, cwd=config.home, env=server_env(config))
+    stopping = threading.Event()
+
+    def ask_to_stop(signum: int, _frame: object) -> None:
+        print(f"{signal.Signals(signum).name}: stopping TorchServe", flush=True)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, ask_to_stop)
+    while launcher.poll() is None and not stopping.wait(POLL_INTERVAL_S):
+        pass
+    if stopping.is_set():
+        stop(config)
+        launcher.wait()
+        return 0
+    return launcher.returncode
 
 
 def torchserve_command(
