@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from animals.errors import BadInput
+from animals.errors import RequestError
 from animals.kserve import KServeRequest
 
 
@@ -25,6 +25,10 @@ class Batch:
     size: int
     images: list[torch.Tensor] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
-    errors: dict[int, BadInput] = field(default_factory=dict)
+    errors: dict[int, RequestError] = field(default_factory=dict)
     explain: dict[int, ExplanationRequest] = field(default_factory=dict)
     kserve: dict[int, KServeRequest] = field(default_factory=dict)
+
+    def stacked(self, rows: list[int]) -> torch.Tensor:
+        """The images of `rows` as one model input."""
+        return torch.stack([self.images[row] for row in rows])

@@ -9,10 +9,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from animals.errors import BadInput
 
 V1, V2 = "v1", "v2"
+DEFAULT_MAX_IMAGES = 16  # model-config.yaml's handler.max_images_per_request: twice batchSize
 OUTPUT_NAME = "predictions"
 
 
@@ -25,15 +27,15 @@ class KServeRequest:
     request_id: str | None = None
 
 
-def kserve_request(body: object) -> KServeRequest | None:
+def kserve_request(body: object, max_images: int = DEFAULT_MAX_IMAGES) -> KServeRequest | None:
     """The KServe request a body (animals.payload.request_body) holds, or None for a plain body. Raises BadInput
-    naming the bad instance."""
+    naming the bad instance, or with 413 when it holds more than `max_images` images."""
     if not isinstance(body, dict):
         return None
     if "instances" in body:
-        return KServeRequest(V1, _images(body["instances"], "instance", _v1_field))
+        return KServeRequest(V1, _images(body["instances"], "instance", _v1_field, max_images))
     if "inputs" in body:
-        return KServeRequest(V2, _v2_images(body["inputs"]), body.get("id"))
+        return KServeRequest(V2, _v2_images(body["inputs"], max_images), body.get("id"))
     return None
 
 
@@ -55,18 +57,24 @@ def _v1_field(instance: object) -> object:
     return instance
 
 
-def _v2_images(inputs: object) -> list[bytes]:
+def _v2_images(inputs: object, max_images: int) -> list[bytes]:
     if not isinstance(inputs, list) or not inputs:
         raise BadInput('"inputs" must be a list holding one BYTES input of base64 images', reason="bad_json")
     tensor = inputs[0]
     if not isinstance(tensor, dict) or tensor.get("datatype") != "BYTES":
         raise BadInput('the input must have "datatype": "BYTES" and base64 images as "data"', reason="bad_json")
-    return _images(tensor.get("data"), "element", lambda element: element)
+    return _images(tensor.get("data"), "element", lambda element: element, max_images)
 
 
-def _images(items: object, name: str, field) -> list[bytes]:
+def _images(items: object, name: str, field, max_images: int) -> list[bytes]:
     if not isinstance(items, list) or not items:
         raise BadInput(f"the request needs a non-empty list of {name}s, each a base64 image", reason="bad_json")
+    if len(items) > max_images:
+        raise BadInput(
+            f"the request holds {len(items)} images, the limit is {max_images}: send them in several requests",
+            reason="too_many_images",
+            status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        )
     return [_decoded(field(item), f"{name} {index}") for index, item in enumerate(items)]
 
 

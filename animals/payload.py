@@ -9,6 +9,8 @@ from animals.errors import BadInput
 
 FIELD_NAMES = ("data", "body", "file", "image")
 LABEL_FIELD = "label"
+UTF8_BOM = b"\xef\xbb\xbf"
+JSON_WHITESPACE = b" \t\r\n"
 
 
 def request_body(request: dict) -> object:
@@ -17,9 +19,18 @@ def request_body(request: dict) -> object:
     value = next((request[name] for name in FIELD_NAMES if name in request), None)
     if value is None:
         value = next((value for name, value in request.items() if name != LABEL_FIELD), None)
-    if isinstance(value, (bytes, bytearray)) and value[:1] == b"{":
-        value = _parse_json(bytes(value))
+    if isinstance(value, (bytes, bytearray)):
+        text = _json_text(bytes(value))
+        if text is not None:
+            value = _parse_json(text)
     return value
+
+
+def _json_text(body: bytes) -> bytes | None:
+    """The body without a UTF-8 byte-order mark and leading whitespace, when what follows opens a JSON object; None
+    for anything else (image formats start with their own signature, never with these bytes)."""
+    text = body.removeprefix(UTF8_BOM).lstrip(JSON_WHITESPACE)
+    return text if text[:1] == b"{" else None
 
 
 def image_bytes(request: dict) -> bytes:
@@ -58,6 +69,8 @@ def _parse_json(body: bytes) -> object:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadInput("the body starts like JSON but is not valid JSON", reason="bad_json") from error
+    except RecursionError as error:  # the parser's depth limit (about 1,000 levels): no request nests that deep
+        raise BadInput("the JSON body is nested too deeply", reason="bad_json") from error
 
 
 def _base64_field(document: dict) -> bytes:

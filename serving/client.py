@@ -34,6 +34,7 @@ class TorchServeError(UserError):
 
 
 STATUS_KINDS = {404: "not_found", 409: "conflict", 413: "too_large", 503: "unavailable"}
+HANDLER_ERRORS = ("BadInput", "InternalServerError")  # the "type" of the handler's per-request error answers
 
 
 def error_for(status: int, body: str, key_kind: str = "inference") -> TorchServeError:
@@ -237,7 +238,7 @@ class GrpcClient(Versions):
         )
         answer = self._call("Predictions", request, "inference").prediction
         document = _json_or_none(answer)
-        if isinstance(document, dict) and document.get("type") == "BadInput":
+        if isinstance(document, dict) and document.get("type") in HANDLER_ERRORS:
             # TorchServe's gRPC frontend passes a handler's per-request error status on as a successful reply.
             raise error_for(int(document.get("code", 400)), answer.decode())
         if document is None:

@@ -6,11 +6,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from animals.labels import ANIMALS
+from animals.preprocessing import decode_image
 from handler.animals_handler import AnimalsHandler
-from tests import corpus
+from tests import corpus, hostile
 from tests.support import archive_of, loaded_handler, run_handler
 
 
@@ -74,14 +76,73 @@ def test_every_supported_format_is_classified(handler, model_dir, name):
     assert len(answers[0]) == 5
 
 
-def test_top_k_and_the_pixel_limit_come_from_the_archives_model_config(tmp_path, model_dir):
+def test_top_k_and_the_decoding_limits_come_from_the_archives_model_config(tmp_path, model_dir):
     """Values other than the code's defaults, written into the unpacked archive's model-config.yaml."""
     configured = tmp_path / "model"
     shutil.copytree(model_dir, configured)
     settings = yaml.safe_load((configured / "model-config.yaml").read_text())
-    settings["handler"] |= {"top_k": 3, "max_image_pixels": 200 * 200}
+    limits = {"max_image_pixels": 300 * 300, "max_full_decode_pixels": 200 * 200, "max_aspect_ratio": 3}
+    settings["handler"] |= {"top_k": 3, **limits}
     (configured / "model-config.yaml").write_text(yaml.safe_dump(settings))
-    small, large = (corpus.encode(corpus.gradient(side, side), "PNG") for side in (150, 250))
-    answers, statuses = run_handler(loaded_handler(configured), configured, [small, large])
-    assert statuses[0][0] == 200 and len(answers[0]) == 3
-    assert statuses[1][0] == 400 and json.loads(answers[1])["reason"] == "too_many_pixels"
+    bodies = {
+        (200, None): corpus.encode(corpus.gradient(150, 150), "PNG"),
+        (400, "too_many_pixels"): corpus.encode(corpus.gradient(250, 250), "PNG"),
+        (200, "jpeg"): corpus.encode(corpus.gradient(250, 250), "JPEG"),
+        (400, "too_many_pixels jpeg"): corpus.encode(corpus.gradient(350, 350), "JPEG"),
+        (400, "extreme_aspect_ratio"): corpus.encode(corpus.gradient(160, 40), "PNG"),
+    }
+    answers, statuses = run_handler(loaded_handler(configured), configured, list(bodies.values()))
+    for (status, reason), answer, (answered, _) in zip(bodies, answers, statuses, strict=True):
+        assert answered == status, reason
+        if status == 200:
+            assert len(answer) == 3
+        else:
+            assert json.loads(answer)["reason"] == reason.split()[0]
+
+
+def test_a_failure_that_is_not_bad_input_answers_500_for_its_own_request_alone(model_dir, samples):
+    """Any exception in one request's preprocessing or inference (a bug, a library's error on its input) answers 500
+    for that request, and the rest of the batch is answered as if it were not there."""
+    handler = loaded_handler(model_dir, batch_size=4)
+    photos = [samples[0].read_bytes(), samples[80].read_bytes()]
+    breaks_the_transform = corpus.encode(corpus.gradient(123, 77), "PNG")
+    breaks_the_model = samples[40].read_bytes()
+    alone = [run_handler(handler, model_dir, [photo])[0][0] for photo in photos]
+    poisoned = handler.transform(decode_image(breaks_the_model))
+    transform, model = handler.transform, handler.model
+
+    def failing_transform(image):
+        if image.size == (123, 77):
+            raise RuntimeError("a bug in preprocessing")
+        return transform(image)
+
+    def failing_model(inputs):
+        if any(torch.equal(row, poisoned) for row in inputs):
+            raise RuntimeError("a bug in inference")
+        return model(inputs)
+
+    handler.transform, handler.model = failing_transform, failing_model
+    try:
+        bodies = [photos[0], breaks_the_transform, breaks_the_model, photos[1]]
+        answers, statuses = run_handler(handler, model_dir, bodies)
+    finally:
+        handler.transform, handler.model = transform, model
+    assert [status for status, _ in statuses] == [200, 500, 500, 200]
+    assert_same_answer(answers[0], alone[0])
+    assert_same_answer(answers[3], alone[1])
+    for failed in (answers[1], answers[2]):
+        error = json.loads(failed)
+        assert error["type"] == "InternalServerError" and error["reason"] == "internal" and "a bug" not in failed
+
+
+def test_a_hostile_input_in_a_batch_answers_its_own_4xx_and_the_photos_their_own(handler, model_dir, samples):
+    photos = [path.read_bytes() for path in samples[:3]]
+    alone = [run_handler(handler, model_dir, [photo])[0][0] for photo in photos]
+    for name, case in hostile.corpus().items():
+        if case.status in (0, 200):
+            continue
+        answers, statuses = run_handler(handler, model_dir, [photos[0], case.body, photos[1], photos[2]])
+        assert statuses[1][0] == case.status and json.loads(answers[1])["reason"] == case.reason, name
+        for index, expected in zip((0, 2, 3), alone, strict=True):
+            assert statuses[index][0] == 200, name
+            assert_same_answer(answers[index], expected)

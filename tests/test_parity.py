@@ -7,7 +7,7 @@ import pytest
 import torch
 from ts.context import Context, RequestProcessor
 
-from animals.preprocessing import eval_transform
+from animals.preprocessing import DecodeLimits, eval_transform
 from animals.run import Split
 from handler.animals_handler import AnimalsHandler
 from serving.server import start, stop
@@ -22,7 +22,7 @@ def test_training_eval_transform_and_handler_preprocess_give_the_same_tensor(sam
     items = [(str(path.relative_to(SAMPLE_DIR)), 0) for path in samples]
     training_view = ImageDataset(SAMPLE_DIR, items, eval_transform())
     handler = AnimalsHandler()
-    handler.transform, handler.max_pixels = eval_transform(), 50_000_000
+    handler.transform, handler.limits = eval_transform(), DecodeLimits()
     handler.context = Context("animals", "", {}, len(samples), None, "0.12.0")  # as TorchServe's handle sets it
     handler.context.request_processor = [RequestProcessor({}) for _ in samples]
     served_view = handler.preprocess([{"body": bytearray(path.read_bytes())} for path in samples])

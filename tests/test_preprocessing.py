@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from animals.errors import BadInput
-from animals.preprocessing import CROP_SIZE, decode_image, eval_transform
+from animals.preprocessing import CROP_SIZE, DecodeLimits, decode_image, eval_transform
 from tests import corpus
 
 VALID = corpus.valid_images()
@@ -61,8 +61,8 @@ def test_empty_body_is_bad_input():
 
 
 def test_pixel_limit_is_checked_before_decoding():
-    with pytest.raises(BadInput, match="8000x8000 pixels, the limit is 1,000,000"):
-        decode_image(corpus.png_declaring(8000, 8000), max_pixels=1_000_000)
+    with pytest.raises(BadInput, match="8000x8000 pixels, the limit for PNG is 1,000,000"):
+        decode_image(corpus.png_declaring(8000, 8000), DecodeLimits(max_full_pixels=1_000_000))
 
 
 def test_real_photos_decode(samples):

@@ -8,14 +8,14 @@ from PIL import Image
 
 from animals.errors import BadInput
 from animals.payload import image_bytes
-from animals.preprocessing import CROP_SIZE, decode_image, eval_transform
+from animals.preprocessing import CROP_SIZE, DecodeLimits, decode_image, eval_transform
 
 TRANSFORM = eval_transform()
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 
 
 def preprocess(data: bytes):
-    return TRANSFORM(decode_image(data, max_pixels=4_000_000))
+    return TRANSFORM(decode_image(data, DecodeLimits(max_pixels=4_000_000, max_full_pixels=4_000_000)))
 
 
 def assert_tensor_or_bad_input(data: bytes) -> None:
