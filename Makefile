@@ -18,7 +18,7 @@ BASE_IMAGE ?=
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test kserve web lint format soak bench image base-image
+.PHONY: help install serve stop status token archive train test kserve web lint format soak bench image base-image fuzz
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

@@ -1,15 +1,19 @@
 """Shared fixtures: the sample photos, small VGG-shaped runs (random, and trained on generated shapes), and one real
 TorchServe for the whole session."""
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import torch
 from torchvision.models import vgg16
 
+from benchmarks.load import free_port
 from serving.server import stop
 from tests.shapes import write_shapes
 from tests.support import (
@@ -96,3 +100,29 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator
         yield Client(config)
     finally:
         stop(config)
+
+
+@pytest.fixture(scope="session")
+def page_url(served) -> Iterator[str]:
+    """The upload page served as `make web` serves it (waitress), against the session's TorchServe."""
+    port = free_port()
+    env = os.environ | {"TORCHSERVE_CONFIG": str(served.config.path), "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+    command = [sys.executable, "-m", "webapp.serve", "--listen", f"127.0.0.1:{port}"]
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while not page_answers(url):
+            assert server.poll() is None and time.monotonic() < deadline, "the page's server did not start"
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def page_answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False

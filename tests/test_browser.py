@@ -3,47 +3,15 @@ answer, ask where it looked. Skipped, loudly, only where Chromium could not be i
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
-
-from benchmarks.load import free_port
-from tests.support import REPO_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def page_url(served):
-    port = free_port()
-    env = os.environ | {"TORCHSERVE_CONFIG": str(served.config.path), "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
-    command = [sys.executable, "webapp/manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while not page_answers(url):
-            assert server.poll() is None and time.monotonic() < deadline, "the Django server did not start"
-            time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def page_answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_choose_a_photo_and_see_its_label(page_url, samples, tmp_path):

@@ -19,12 +19,19 @@ TORCHSERVE_MODEL = CONFIG.model_name
 TORCHSERVE_TIMEOUT_S = 60
 
 MAX_UPLOAD_BYTES = int(CONFIG.properties["max_request_size"])
-DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024  # the multipart envelope around the file
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# A whole request body: the photo and the multipart envelope around it. Larger bodies answer 413 before they are read
+# (webapp.classifier.limits; waitress cuts a chunked body at this size).
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+# The forms hold one photo, a label and the CSRF token: anything far beyond that is refused (400).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+DATA_UPLOAD_MAX_NUMBER_FILES = 1
 
 INSTALLED_APPS = ["django.contrib.staticfiles", "webapp.classifier"]
 MIDDLEWARE = [
+    "webapp.classifier.limits.RequestSizeLimit",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -89,7 +89,8 @@ FAILURES = {
 
 def failure(error: client.TorchServeError) -> PredictionFailed:
     """What the page says for each way TorchServe can fail."""
-    if error.kind == "bad_input":
-        return PredictionFailed(400, f"This file cannot be classified: {error}.")
+    if error.kind in ("bad_input", "client_error"):  # TorchServe's 4xx for this photo stays the page's 4xx
+        status = error.status if error.status and 400 <= error.status < 500 else 400
+        return PredictionFailed(status, f"This file cannot be classified: {error}.")
     status, message = FAILURES.get(error.kind, (502, f"The classifier failed ({error.status or error.kind})."))
     return PredictionFailed(status, message)

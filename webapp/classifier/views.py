@@ -3,15 +3,15 @@
 import base64
 from collections.abc import Callable
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.classifier.forms import UploadForm
+from webapp.classifier.forms import ExplainForm, UploadForm
+from webapp.classifier.limits import TOO_LARGE
 from webapp.classifier.predictions import PredictionFailed, classify, explain
-
-TOO_LARGE = 413
 
 
 @require_http_methods(["GET", "POST"])
@@ -35,23 +35,30 @@ def index(request: HttpRequest) -> HttpResponse:
 @csrf_exempt  # a stateless JSON API for scripts: no cookies or sessions to forge
 @require_POST
 def api_predict(request: HttpRequest) -> JsonResponse:
-    return answer_upload(request, lambda image: classify(image).as_json())
+    return answer_upload(request, UploadForm, lambda fields: classify(fields["image"].read()).as_json())
 
 
 @csrf_exempt  # as api_predict; the page's "show where it looked" posts the photo it holds here
 @require_POST
 def api_explain(request: HttpRequest) -> JsonResponse:
-    """The Grad-CAM explanation of the photo's top-1 label, or of the form field `label`."""
-    return answer_upload(request, lambda image: explain(image, request.POST.get("label") or None))
+    """The Grad-CAM explanation of the photo's top-1 label, or of the form field `label` (one of the animals)."""
+    return answer_upload(request, ExplainForm, lambda fields: explain(fields["image"].read(), fields["label"] or None))
 
 
-def answer_upload(request: HttpRequest, answer: Callable[[bytes], dict]) -> JsonResponse:
-    form = UploadForm(request.POST, request.FILES)
-    if not form.is_valid():
-        errors = form.errors.get("image", ["Send the photo as the field 'image'."])
+def answer_upload(request: HttpRequest, form_class: type[UploadForm], answer: Callable[[dict], dict]) -> JsonResponse:
+    """The JSON answer for an upload: the form's fields checked first, every refusal as {"error": ...}."""
+    try:
+        form = form_class(request.POST, request.FILES)
+        valid = form.is_valid()
+    except (TooManyFieldsSent, TooManyFilesSent):
+        return JsonResponse({"error": "Send one photo as the field 'image', and nothing else."}, status=400)
+    except RequestDataTooBig:
+        return JsonResponse({"error": "This file is too large."}, status=TOO_LARGE)
+    if not valid:
+        errors = [error for field_errors in form.errors.values() for error in field_errors]
         return JsonResponse({"error": " ".join(errors)}, status=invalid_status(form))
     try:
-        return JsonResponse(answer(form.cleaned_data["image"].read()))
+        return JsonResponse(answer(form.cleaned_data))
     except PredictionFailed as failure:
         return JsonResponse({"error": str(failure)}, status=failure.status)
 
