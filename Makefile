@@ -68,7 +68,10 @@ kserve: $(RUNTIME) ## run deploy/kserve's config locally on loopback, as KServe'
 	$(PYTHON) -m scripts.kserve --config $(CONFIG) $(if $(PROTOCOL),--protocol $(PROTOCOL))
 
 web: $(RUNTIME) ## the upload page on http://127.0.0.1:8000, against the TorchServe of make serve
-	$(PYTHON) webapp/manage.py runserver 127.0.0.1:8000 --noreload
+	$(PYTHON) -m webapp.serve
+
+fuzz: $(DEV) ## fuzz the byte parsers (request bodies, KServe, images) with atheris, 60 s each (ARGS="--seconds 600")
+	$(PYTHON) -m fuzz.run $(ARGS)
 
 lint: $(DEV) ## ruff check and format check
 	$(PYTHON) -m ruff check .
