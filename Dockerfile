@@ -40,10 +40,11 @@ RUN --mount=type=bind,from=model,target=/model \
     python -m scripts.archive --config serve/config.properties --version "${VERSION}" "$@"
 
 FROM ${BASE_IMAGE} AS runtime
-# Debian's security updates flow in at each rebuild: the packages are left unpinned on purpose.
+# Debian's security updates flow in at each rebuild: the packages are left unpinned on purpose. g++ and Python's
+# headers: inductor compiles an int8 archive's program (and torch.compile's) when a worker starts.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini g++ python3-dev \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 torchserve
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1

@@ -18,7 +18,7 @@ import requests
 
 from benchmarks.load import free_port
 from serving.config import MODEL_NAME, read_properties
-from tests.support import HTTP_TIMEOUT_S, REPO_ROOT
+from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, archive_of
 from training.predict import Predictor
 
 IMAGE_TAG = "animals-torchserve:test"
@@ -184,3 +184,29 @@ def test_compose_brings_up_the_page_and_the_server_and_a_page_upload_is_answered
     finally:
         compose("down", "--volumes", "--timeout", str(STOP_GRACE_S))
     assert docker("volume", "inspect", f"{project}_serve", check=False).returncode != 0, "the volume was left behind"
+
+
+def test_an_int8_archive_is_served_by_the_image(tiny_run, samples, tmp_path):
+    """`make image ARCHIVE=` with an int8 archive: its worker compiles the quantized program at start, which needs the
+    image's compiler; healthy means a READY worker, and photos are answered."""
+    if docker_ready():
+        pytest.skip(docker_ready())
+    archive = archive_of(tiny_run, tmp_path / "animals-1.0.mar", handler={"precision": "int8"})
+    tag = f"{IMAGE_TAG}-int8"
+    command = [sys.executable, "-m", "scripts.image", "--archive", str(archive), "--tag", tag]
+    built = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    name, port = f"animals-int8-{uuid.uuid4().hex[:8]}", free_port()
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", tag)
+    try:
+        wait_until_healthy(name)
+        token = docker("exec", name, "python", "-m", "scripts.server", "--config", CONFIG_IN_IMAGE, "token")
+        headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
+        for path in samples[:5]:
+            url = f"http://127.0.0.1:{port}/predictions/{MODEL_NAME}"
+            answer = requests.post(url, data=path.read_bytes(), headers=headers, timeout=HTTP_TIMEOUT_S)
+            assert answer.status_code == 200 and len(answer.json()) == 5, answer.text
+        logs = docker("logs", name).stdout + docker("logs", name).stderr
+        assert "InductorError" not in logs
+    finally:
+        docker("rm", "-f", name, check=False)
