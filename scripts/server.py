@@ -50,7 +50,14 @@ def start_serving(config: ServerConfig, args: argparse.Namespace) -> int:
     """Start TorchServe (in the foreground: until it is stopped); the command's exit status."""
     if args.no_build and (args.run or args.imagenet or args.precision):
         raise UserError("--no-build serves the model store as it is: drop --run/--imagenet/--precision or --no-build")
-    if server.running_pid(config) is not None:
+    pid = server.running_pid(config)
+    if pid is not None and (args.run or args.imagenet or args.precision):
+        raise UserError(
+            f"TorchServe is already running (pid {pid}) and this start would serve another model: roll it out "
+            f"without a stop (`python -m scripts.manage rollout ARCHIVE --images PHOTOS`, README: Model versions), "
+            f"or `{config.make('stop')}` first"
+        )
+    if pid is not None:
         server.start(config)  # only says that TorchServe already runs: a running server is left as it is
         return 0
     check_named_files(config)

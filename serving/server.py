@@ -6,28 +6,33 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
 from animals.errors import UserError
 from serving import snapshots
 from serving.client import RestClient, TorchServeError
-from serving.config import SAMPLE_IMAGES, ServerConfig, check_named_files
+from serving.config import SAMPLE_IMAGES, ServerConfig, check_named_files, read_properties
 from serving.history import push_history
 from serving.snapshots import PROPERTY
 
 READY_TIMEOUT_S = 300
 POLL_INTERVAL_S = 1.0
 STOP_TIMEOUT_S = 60
+LEFTOVER_TIMEOUT_S = 5  # processes whose frontend is gone have nothing to finish
 LOG_TAIL_LINES = 15
 PID_FILE = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
-LOGS = ("ts_log.log", "model_log.log")
+CONSOLE_LOG = "torchserve.out"
+LOGS = (CONSOLE_LOG, "ts_log.log", "model_log.log")  # what a failed start shows, the server's own output first
+CONSOLE_LOG_LIMIT = 10 * 2**20  # log4j2.xml's rollover size
 # ts_log lines that mean a version's worker died while starting (TorchServe then retries it, for ever, backing off);
 # the worker's own error is the first exception line it wrote to model_log.
 WORKER_FAILED = ("Retry worker", "Load model failed")
@@ -84,8 +89,9 @@ def start(
     previous = snapshots.default_version(snapshots.last_snapshot(config), config.model_name)
     command, default = torchserve_command(config, default, bind)
     print(f"Starting TorchServe with {config.path} (logs in {config.log_dir})")
+    console = console_log(config)
     offsets, earlier_snapshots = log_offsets(config), set(snapshots.snapshot_files(config))
-    with open(config.log_dir / "torchserve.out", "ab") as output:
+    with open(console, "ab") as output:
         subprocess.run(command, cwd=config.home, env=server_env(config), stdout=output, stderr=output, check=True)
     try:
         wait_until_ready(config, default, timeout_s, offsets)
@@ -97,6 +103,15 @@ def start(
         push_history(config, previous)
     push_history(config, default)
     return True
+
+
+def console_log(config: ServerConfig) -> Path:
+    """Where a background TorchServe's console goes: torchserve.out, moved to torchserve.out.1 (one kept) when a start
+    finds it over CONSOLE_LOG_LIMIT, so that it stays bounded like the logs log4j2.xml rotates."""
+    path = config.log_dir / CONSOLE_LOG
+    if path.is_file() and path.stat().st_size > CONSOLE_LOG_LIMIT:
+        path.replace(path.with_name(CONSOLE_LOG + ".1"))
+    return path
 
 
 def run_in_foreground(config: ServerConfig, default: str | None, bind: str | None) -> int:
@@ -130,6 +145,7 @@ def torchserve_command(
     check_named_files(config)
     config.log_dir.mkdir(parents=True, exist_ok=True)
     effective, default = write_effective_config(config, default, bind)
+    check_addresses_free(read_properties(effective))
     command = [
         str(Path(sys.executable).with_name("torchserve")),
         "--start",
@@ -167,6 +183,59 @@ def write_effective_config(config: ServerConfig, default: str | None, bind: str 
     return config.effective_path, default
 
 
+def listening_addresses(properties: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Where a TorchServe started with these properties listens: {property: (host, port)}."""
+    addresses = {}
+    for key in ("inference_address", "management_address", "metrics_address"):
+        if key in properties:
+            url = urlsplit(properties[key])
+            addresses[key] = (url.hostname or "127.0.0.1", url.port or 80)
+    for kind, port in (("inference", "7070"), ("management", "7071")):
+        address = properties.get(f"grpc_{kind}_address", "127.0.0.1")
+        addresses[f"grpc_{kind}_port"] = (address, int(properties.get(f"grpc_{kind}_port", port)))
+    return addresses
+
+
+def check_addresses_free(properties: dict[str, str]) -> None:
+    """One line naming each address another process already listens on, and what holds it, before TorchServe is
+    started (it would fail to bind, after its workers had started loading the model)."""
+    busy = [
+        f"{host}:{port} ({key}) is in use{holder_of(port)}"
+        for key, (host, port) in listening_addresses(properties).items()
+        if not can_bind(host, port)
+    ]
+    if busy:
+        raise UserError(
+            f"cannot start TorchServe: {'; '.join(busy)}. Stop what holds it (another `make serve` or `make kserve`: "
+            "`make stop CONFIG=...`), or give this server other ports in its config"
+        )
+
+
+def can_bind(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a closing socket is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def holder_of(port: int) -> str:
+    """ " by NAME (pid N)" for the process listening on `port`, when this user may see it; else ""."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return ""
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(connection.pid)
+                return f" by {process.name()} (pid {connection.pid}: {' '.join(process.cmdline())[:80]})"
+    return ""
+
+
 def rebind(line: str, host: str) -> str:
     """An address line of the config with its host replaced; other lines unchanged."""
     key, _, value = line.partition("=")
@@ -176,13 +245,18 @@ def rebind(line: str, host: str) -> str:
 
 
 def health(config: ServerConfig) -> str:
-    """ "Healthy" when /ping says so (the container's HEALTHCHECK and the Kubernetes probes), else one clear error."""
+    """ "Healthy" when /ping says so and the default version has a READY worker (the container's HEALTHCHECK and the
+    Kubernetes probes: /ping alone says Healthy while workers that cannot load are being retried), else one clear
+    error."""
     try:
         status = RestClient(config).ping()
     except TorchServeError as error:
         raise UserError(f"TorchServe at {config.inference_url} is not healthy: {error}") from error
     if status != "Healthy":
         raise UserError(f"TorchServe at {config.inference_url} answers {status!r}")
+    states = worker_states(config)
+    if "READY" not in states:
+        raise UserError(f"no worker of the default version is READY yet (workers: {', '.join(states) or 'none'})")
     return status
 
 
@@ -206,7 +280,7 @@ def wait_until_ready(config: ServerConfig, version: str, timeout_s: float, offse
         print(".", end="", flush=True)
         time.sleep(POLL_INTERVAL_S)
     print()
-    print(log_tail(config))
+    print(log_tail(config, offsets))
     stop(config)
     raise UserError(
         f"version {version} of {config.model_name!r} {problem} (TorchServe was stopped; logs above). "
@@ -251,15 +325,14 @@ def worker_states(config: ServerConfig, version: str | None = None) -> list[str]
     return [worker["status"] for description in described for worker in description.get("workers", [])]
 
 
-def log_tail(config: ServerConfig, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of TorchServe's main and model logs, to show why a start failed."""
-    parts = []
-    for name in ("ts_log.log", "model_log.log"):
-        path = config.log_dir / name
-        if path.is_file():
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"--- last lines of {path} ---\n" + "\n".join(tail))
-    return "\n".join(parts) or f"(no logs in {config.log_dir})"
+def log_tail(config: ServerConfig, offsets: dict[str, int], lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines a start added to TorchServe's console output, main log and model log, to show why it failed."""
+    parts = [
+        f"--- last lines of {config.log_dir / name} ---\n" + "\n".join(added[-lines:])
+        for name in LOGS
+        if (added := new_log_lines(config, name, offsets))
+    ]
+    return "\n".join(parts) or f"(nothing new in the logs in {config.log_dir})"
 
 
 def stop(config: ServerConfig) -> bool:
@@ -267,16 +340,26 @@ def stop(config: ServerConfig) -> bool:
     running."""
     pid = running_pid(config)
     if pid is None:
-        print("TorchServe is not running; nothing to stop")
-        return False
-    print(f"Stopping TorchServe (pid {pid})")
-    processes = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        frontend = psutil.Process(pid)
-        processes = [frontend, *frontend.children(recursive=True)]
-    torchserve = str(Path(sys.executable).with_name("torchserve"))
-    subprocess.run([torchserve, "--stop"], cwd=config.home, env=server_env(config), capture_output=True, check=False)
-    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT_S)
+        left = processes_of(config)
+        if not left:
+            print("TorchServe is not running; nothing to stop")
+            return False
+        print(f"TorchServe is not running, but {len(left)} of its processes are (left by a start that failed)")
+        for process in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, alive = psutil.wait_procs(left, timeout=LEFTOVER_TIMEOUT_S)
+    else:
+        print(f"Stopping TorchServe (pid {pid})")
+        processes = processes_of(config)
+        torchserve = str(Path(sys.executable).with_name("torchserve"))
+        stopping = subprocess.run([torchserve, "--stop"], cwd=config.home, env=server_env(config), capture_output=True)
+        if stopping.returncode != 0:
+            print(f"torchserve --stop failed ({stopping.returncode}); stopping its processes directly")
+            for process in processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.terminate()
+        _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT_S)
     if alive:
         print(f"TorchServe did not stop in {STOP_TIMEOUT_S} s; killing {len(alive)} of its processes")
         for process in alive:
@@ -285,6 +368,17 @@ def stop(config: ServerConfig) -> bool:
         psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
     print("TorchServe stopped")
     return True
+
+
+def processes_of(config: ServerConfig) -> list[psutil.Process]:
+    """Every process of this config's TorchServe (frontend, workers, their children), running or left behind: they
+    carry the config's log folder in their environment (server_env)."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("LOG_LOCATION") == str(config.log_dir) and process.pid != os.getpid():
+                found.append(process)
+    return found
 
 
 def summary(config: ServerConfig) -> str:

@@ -3,6 +3,7 @@
 worker that cannot start, missing files, a stop that waits for the workers, bounded logs, and the full-size VGG16."""
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from animals import cli
 from animals.labels import ANIMALS
 from scripts import server as server_script
 from serving import snapshots
-from serving.client import RestClient
+from serving.client import GrpcClient, RestClient
 from serving.config import ServerConfig
-from tests.support import REPO_ROOT, Client, make_run, write_config
+from serving.server import CONSOLE_LOG_LIMIT, processes_of, running_pid, stop
+from tests import hostile
+from tests.support import REPO_ROOT, Client, make_run, serve, write_config
 from training.predict import Predictor
 
 MAKE_TIMEOUT_S = 600
@@ -56,8 +59,10 @@ def test_a_run_is_served_as_a_version_of_its_own_and_a_restart_changes_nothing(s
     assert f"serving trained run {first} as version 1.0" in out and "Serving version 1.0 of 'animals'" in out
     assert f"make -s token CONFIG={server.path}" in out and f"Stop it with: make stop CONFIG={server.path}" in out
 
-    out = succeeds(make("serve", server, f"RUN={second}"))  # while it runs: says so, changes nothing
-    assert "already running" in out and RestClient(server).default_version() == "1.0"
+    refused = make("serve", server, f"RUN={second}")  # while it runs: a run cannot be served by this command
+    assert refused.returncode != 0 and RestClient(server).default_version() == "1.0"
+    assert "already running" in refused.stderr and "rollout" in refused.stderr and "make stop" in refused.stderr
+    assert "already running" in succeeds(make("serve", server))  # a plain `make serve` again: says so, exit 0
 
     client = RestClient(server)
     workers = [psutil.Process(w["pid"]) for w in client.describe()[0]["workers"]]
@@ -113,17 +118,40 @@ def test_make_serve_checks_the_files_the_config_names(tmp_path):
     assert not config.log_dir.exists(), "TorchServe was started"
 
 
-def test_requests_leave_no_line_in_the_logs(served, samples):
-    """Every log is size-rotated (log4j2.xml) and a request writes no line of its own in any of them."""
-    sizes = {path.name: path.stat().st_size for path in served.config.log_dir.glob("*.log")}
-    assert {"ts_log.log", "model_log.log", "access_log.log"} <= set(sizes)
-    for photo in samples[:20]:
-        served.post(photo.read_bytes())
-    served.post(b"not an image")
-    grown = {path.name: path.stat().st_size - sizes.get(path.name, 0) for path in served.config.log_dir.glob("*.log")}
-    assert grown["ts_log.log"] == grown["model_log.log"] == grown["access_log.log"] == 0, grown
+def test_requests_of_every_kind_leave_no_byte_in_any_log(served, samples):
+    """Every log is size-rotated (log4j2.xml, torchserve.out at each start), and 100 requests of each kind write no
+    byte to any file under the log folder, TorchServe's console output included."""
+    logs = served.config.log_dir
+    sizes = {path: path.stat().st_size for path in logs.rglob("*") if path.is_file()}
+    assert {"ts_log.log", "model_log.log", "access_log.log", "torchserve.out"} <= {path.name for path in sizes}
+    photos = [path.read_bytes() for path in samples[:100]]
+    grpc = GrpcClient(served.config)
+    kinds = {
+        "prediction": lambda photo: served.post(photo).status_code == 200,
+        "explanation": lambda photo: "heatmap" in served.explain(photo),
+        "kserve": lambda photo: served.post(hostile.kserve_v1([photo])).status_code == 200,
+        "grpc": lambda photo: len(grpc.predict(photo)) == 5,
+        "bad input": lambda photo: served.post(photo[: len(photo) // 3]).status_code == 400,
+    }
+    for kind, send in kinds.items():
+        assert all(send(photo) for photo in photos), kind
+    files = (path for path in logs.rglob("*") if path.is_file())
+    grown = {str(path.relative_to(logs)): path.stat().st_size - sizes.get(path, 0) for path in files}
+    assert not {name: size for name, size in grown.items() if size}, "requests wrote to these logs"
     log_config = (REPO_ROOT / "log4j2.xml").read_text()
     assert log_config.count("<RollingFile") == log_config.count("<SizeBasedTriggeringPolicy") == 5
+
+
+def test_torchserve_out_is_rotated_when_a_start_finds_it_large(tmp_path, tiny_run):
+    config = write_config(tmp_path / "server")
+    config.log_dir.mkdir()
+    (config.log_dir / "torchserve.out").write_bytes(b"x" * (CONSOLE_LOG_LIMIT + 1))
+    try:
+        serve(config, tiny_run)
+    finally:
+        stop(config)
+    assert (config.log_dir / "torchserve.out.1").stat().st_size == CONSOLE_LOG_LIMIT + 1
+    assert (config.log_dir / "torchserve.out").stat().st_size < CONSOLE_LOG_LIMIT
 
 
 def test_make_token_the_token_kinds_and_ping_without_a_token(served, capsys):
@@ -166,3 +194,31 @@ def test_make_serve_with_a_missing_weights_file_says_so(server, tmp_path):
     result = make("serve", server, "IMAGENET=1", env=os.environ | {"VGG16_WEIGHTS": str(tmp_path / "missing.pth")})
     assert result.returncode != 0
     assert "missing.pth is not a file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_named_with_what_holds_it_and_nothing_is_left_running(server, tmp_path):
+    """A port of the config already taken (by this test's own process): the start stops at once, naming the address
+    and its holder before any model log, and leaves no process of its own behind."""
+    port = int(server.properties["metrics_address"].rsplit(":", 1)[1])
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        result = make("serve", server, f"RUN={make_run(tmp_path / 'run')}")
+    assert result.returncode != 0
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert f"127.0.0.1:{port} (metrics_address) is in use by python" in error and f"pid {os.getpid()}" in error
+    assert "could not be served" not in error and "Another model" not in error
+    assert not processes_of(server), "the failed start left processes running"
+
+
+def test_make_stop_stops_what_a_crashed_frontend_left_behind(server, tmp_path):
+    succeeds(make("serve", server, f"RUN={make_run(tmp_path / 'run')}"))
+    frontend = psutil.Process(running_pid(server))
+    left = [process for process in processes_of(server) if process.pid != frontend.pid]
+    assert left, "expected workers"
+    left[0].suspend()  # a worker that cannot notice its frontend going (as one busy loading a model does not)
+    frontend.kill()
+    frontend.wait(timeout=30)
+    out = succeeds(make("stop", server))
+    assert "TorchServe is not running, but" in out and "left by a start that failed" in out
+    assert not processes_of(server) and not any(process.is_running() for process in left)
