@@ -10,8 +10,10 @@ ARGS ?=
 VERSION ?=
 OUTPUT ?=
 PRECISION ?=
+WORKERS ?=
 CALIBRATION ?=
 MIN_AGREEMENT ?=
+FORCE ?=
 ARCHIVE ?=
 IMAGE ?=
 BASE_IMAGE ?=
@@ -34,8 +36,8 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 
 install: $(RUNTIME) ## create .venv and install what serving needs
 
-serve: $(RUNTIME) ## start TorchServe, wait until READY (RUN=... or IMAGENET=1, PRECISION=int8: serve that as the default)
-	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(PRECISION),--precision $(PRECISION))
+serve: $(RUNTIME) ## start TorchServe, wait until READY (RUN=... or IMAGENET=1, PRECISION=int8: serve that as the default; WORKERS=n)
+	$(PYTHON) -m scripts.server --config $(CONFIG) start $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(PRECISION),--precision $(PRECISION)) $(if $(WORKERS),--workers $(WORKERS))
 
 stop: $(RUNTIME) ## stop TorchServe
 	$(PYTHON) -m scripts.server --config $(CONFIG) stop
@@ -46,8 +48,8 @@ status: $(RUNTIME) ## say whether TorchServe runs
 token: $(RUNTIME) ## print the current inference token
 	@$(PYTHON) -m scripts.server --config $(CONFIG) token
 
-archive: $(RUNTIME) ## build model_store/animals-VERSION.mar (RUN=artifacts/RUN IMAGENET=1 VERSION=x.y OUTPUT=o.mar PRECISION=fp32)
-	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(VERSION),--version $(VERSION)) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(CALIBRATION),--calibration $(CALIBRATION)) $(if $(MIN_AGREEMENT),--min-agreement $(MIN_AGREEMENT))
+archive: $(RUNTIME) ## build model_store/animals-VERSION.mar (RUN=artifacts/RUN IMAGENET=1 VERSION=x.y OUTPUT=o.mar PRECISION=fp32 FORCE=1)
+	$(PYTHON) -m scripts.archive --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(if $(IMAGENET),--imagenet) $(if $(VERSION),--version $(VERSION)) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(CALIBRATION),--calibration $(CALIBRATION)) $(if $(MIN_AGREEMENT),--min-agreement $(MIN_AGREEMENT)) $(if $(FORCE),--new-label)
 
 image: $(RUNTIME) ## build the container image (RUN=artifacts/RUN, ARCHIVE=model_store/x.mar or VGG16_WEIGHTS=; VERSION, IMAGE, BASE_IMAGE, TORCH_INDEX)
 	$(PYTHON) -m scripts.image $(if $(RUN),--run $(RUN)) $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(VERSION),--version $(VERSION)) $(if $(IMAGE),--tag $(IMAGE)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))

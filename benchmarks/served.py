@@ -18,6 +18,10 @@ from serving.config import ServerConfig
 from serving.server import running_pid
 from serving.store import archive_settings, publish, remove_archive
 
+# The benchmark's temporary versions are labelled bench-int8, bench-bf16, bench-fp32: never a label a user builds
+# (`make archive` numbers its labels), and removed with their archives afterwards.
+BENCH_LABEL_PREFIX = "bench-"
+
 
 @dataclass
 class Level:
@@ -110,8 +114,9 @@ def precision_versions(
                 continue
             handler = {"precision": precision}
             version, archive = publish(
-                config, source, handler=handler, registered=client.versions(), calibration=calibration, min_agreement=0
-            )
+                config, source, f"{BENCH_LABEL_PREFIX}{precision}", handler, registered=client.versions(),
+                calibration=calibration, min_agreement=0, new_label=True,
+            )  # fmt: skip
             client.register(archive.name, 1, None, None)
             added.append((version, archive))
             versions[precision] = version

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         "--install", type=Path, metavar="ARCHIVE", help="put an archive built elsewhere into the model store (checked)"
     )
     parser.add_argument("--precision", choices=PRECISIONS, help="override model-config.yaml's handler precision")
+    parser.add_argument(
+        "--new-label", action="store_true", help="build a model the store already holds under another label too"
+    )
     parser.add_argument("--calibration", type=Path, help="int8: a folder of images to calibrate on (see README)")
     parser.add_argument(
         "--min-agreement",
@@ -45,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     source = choose_source(args.run, args.imagenet)
     registered = registered_versions(config)
     version, archive = publish(
-        config, source, args.version, handler, args.output, registered, args.calibration, args.min_agreement
-    )
+        config, source, args.version, handler, args.output, registered, args.calibration, args.min_agreement,
+        args.new_label,
+    )  # fmt: skip
     print(f"Version {version}: {archive}")
     return 0
 

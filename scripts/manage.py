@@ -38,7 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     register.add_argument("--version", help="fail unless the archive is this version")
     register.add_argument("--batch-size", type=int, help="override model-config.yaml's batchSize")
     register.add_argument("--max-batch-delay", type=int, help="override maxBatchDelay (ms)")
-    register.add_argument("--workers", type=int, default=1, help="initial workers (default: %(default)s)")
+    register.add_argument("--workers", type=int, default=1, help="workers to serve it (default: %(default)s)")
     scale = commands.add_parser("scale", help="set a version's minimum and maximum workers")
     scale.add_argument("version", nargs="?")
     scale.add_argument("--min", type=int, required=True, dest="min_workers")
@@ -66,6 +66,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help='labels to agree with: JSON {"path relative to --images": "label"}, or "folders" for class folder names',
     )
     roll.add_argument("--min-agreement", type=float, default=0.9, help="top-1 agreement needed (default: %(default)s)")
+    roll.add_argument("--workers", type=int, default=1, help="workers to serve it (default: %(default)s)")
     commands.add_parser("rollback", help="make the previous default version the default again")
     return parser
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "register":
         name, version = install_archive(archive_named(args.archive, config), config, args.version)
         print(f"Registering {name} as {config.model_name} version {version}")
-        print(client.register(name, args.workers, args.batch_size, args.max_batch_delay))
+        print(client.register_version(name, version, args.workers, args.batch_size, args.max_batch_delay))
     elif args.command == "scale":
         print(client.scale(args.version, args.min_workers, args.max_workers))
     elif args.command == "set-default":
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "explain":
         explain(client, args)
     elif args.command == "rollout":
-        rollout(client, config, args.archive, args.images, args.expected, args.min_agreement)
+        rollout(client, config, args.archive, args.images, args.expected, args.min_agreement, args.workers)
     elif args.command == "rollback":
         rollback(client, config)
     return 0
@@ -145,8 +146,17 @@ def explain(client, args: argparse.Namespace) -> None:
 
 
 def archive_named(name: str, config) -> Path:
-    """An archive file as given, else the model store's archive of that version."""
-    return Path(name) if Path(name).is_file() or not config.archive(name).is_file() else config.archive(name)
+    """An archive file as given, else the model store's archive of that version; one line saying where both were
+    looked for when neither exists."""
+    if Path(name).is_file():
+        return Path(name)
+    if config.archive(name).is_file():
+        return config.archive(name)
+    in_store = sorted(path.name for path in config.model_store.glob(f"{config.model_name}-*.mar"))
+    raise UserError(
+        f"no archive file {name} and no version {name} in the model store {config.model_store} "
+        f"(it holds: {', '.join(in_store) or 'nothing'}); build it with `{config.make('archive')} VERSION={name}`"
+    )
 
 
 def read_image(path: Path) -> bytes:

@@ -22,6 +22,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     starting.add_argument("--foreground", action="store_true", help="run TorchServe in the foreground (containers)")
     starting.add_argument("--no-build", action="store_true", help="serve the model store as it is")
     starting.add_argument("--bind", metavar="HOST", help="listen on HOST instead of the config's addresses")
+    starting.add_argument("--workers", type=int, help="workers of the default version (default: the archive's)")
     commands.add_parser("stop", help="stop TorchServe")
     commands.add_parser("health", help="exit 0 when /ping answers Healthy")
     commands.add_parser("status", help="say whether TorchServe runs and what its workers are doing")
@@ -65,8 +66,8 @@ def start_serving(config: ServerConfig, args: argparse.Namespace) -> int:
 
     default = version_to_serve(config, args.run, args.imagenet, not args.no_build, args.precision)
     if args.foreground:
-        return server.run_in_foreground(config, default, args.bind)
-    server.start(config, default, args.timeout, args.bind)
+        return server.run_in_foreground(config, default, args.bind, args.workers)
+    server.start(config, default, args.timeout, args.bind, args.workers)
     print(server.summary(config))
     return 0
 

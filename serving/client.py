@@ -77,6 +77,20 @@ class Versions:
     def versions(self) -> set[str]:
         return {description["modelVersion"] for description in self.describe("all")}
 
+    def register_version(
+        self,
+        archive: str,
+        version: str,
+        workers: int,
+        batch_size: int | None = None,
+        max_batch_delay: int | None = None,
+    ) -> str:
+        """Register an archive of the model store as `version`, served by exactly `workers` workers: TorchServe
+        starts the archive's minWorkers whatever initial_workers asks, so the version is then scaled to the count."""
+        status = self.register(archive, workers, batch_size, max_batch_delay)
+        self.scale(version, workers, workers)
+        return f"{status} ({workers} worker{'s' if workers != 1 else ''})"
+
 
 class RestClient(Versions):
     """The model's REST endpoints. Thread-safe: each thread keeps its own connection."""

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from animals.errors import UserError
-from serving.client import RestClient, TorchServeError
+from serving.client import RestClient
 from serving.config import REPO_ROOT, ServerConfig, read_config
 from serving.server import ADDRESS_KEYS, check_java, rebind, server_env
 
@@ -22,6 +22,7 @@ ENVELOPES = {"v1": "kserve", "v2": "kservev2"}  # TS_SERVICE_ENVELOPE as KServe 
 ARCHIVE_NAME = "animals.mar"  # the archive the config's model_snapshot loads
 PORT_KEYS = ("grpc_inference_port", "grpc_management_port")
 HOST = "127.0.0.1"
+NO_TOKEN = "tokens-are-off"  # this config turns TorchServe's token check off, as KServe's does
 
 
 def local_config(home: Path, archive: Path, ports: dict[str, int] | None = None) -> ServerConfig:
@@ -63,20 +64,26 @@ def start(config: ServerConfig, protocol: str, output=None) -> subprocess.Popen:
 
 
 def wait_until_ready(config: ServerConfig, process: subprocess.Popen, timeout_s: float = 180) -> None:
-    """Until the model answers /v1/models/animals (its worker is READY), or say why not."""
+    """Until every worker of the model is READY, so that a request is answered at once (int8 workers compile and warm
+    up before they are READY; KServe's GET /v1/models/animals answers as soon as the model is registered, which is
+    not enough), or say why not."""
     deadline = time.monotonic() + timeout_s
-    url = f"{config.inference_url}/v1/models/{config.model_name}"
-    client = RestClient(config, timeout=5)
+    client = RestClient(config, token=NO_TOKEN, timeout=5)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise UserError(f"TorchServe exited with {process.returncode}; see {config.log_dir}")
-        try:
-            if client.send("GET", url).status_code == 200:  # no key: this config turns tokens off, as KServe's does
-                return
-        except TorchServeError:
-            pass
+        if all_workers_ready(client):
+            return
         time.sleep(0.5)
-    raise UserError(f"the model did not become ready within {timeout_s:.0f} s; see {config.log_dir}")
+    raise UserError(f"the model's workers were not READY within {timeout_s:.0f} s; see {config.log_dir}")
+
+
+def all_workers_ready(client: RestClient) -> bool:
+    try:
+        states = [worker["status"] for description in client.describe() for worker in description.get("workers", [])]
+    except UserError:  # not listening yet, or the model not registered yet
+        return False
+    return bool(states) and all(state == "READY" for state in states)
 
 
 def stop(process: subprocess.Popen) -> None:

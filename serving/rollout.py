@@ -24,9 +24,15 @@ class CheckFailed(Exception):
 
 
 def rollout(
-    client, config: ServerConfig, archive: Path, images: Path, expected: str | None, min_agreement: float
+    client,
+    config: ServerConfig,
+    archive: Path,
+    images: Path,
+    expected: str | None,
+    min_agreement: float,
+    workers: int = 1,
 ) -> str:
-    """Register, check and promote `archive`; return the new default version."""
+    """Register `archive` with `workers` workers, check it and promote it; return the new default version."""
     samples = photos_in(images)
     labels = expected_labels(expected, samples, images) if expected else None
     current = client.default_version()
@@ -40,7 +46,7 @@ def rollout(
     promoted = False
     try:
         try:
-            print(f"  {client.register(name, workers=1, batch_size=None, max_batch_delay=None)}")
+            print(f"  {client.register_version(name, version, workers)}")
         except TorchServeError as failure:
             print(f"Registration failed: {failure}")
             raise UserError(stopped) from failure

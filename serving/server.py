@@ -77,17 +77,21 @@ def running_pid(config: ServerConfig) -> int | None:
 
 
 def start(
-    config: ServerConfig, default: str | None = None, timeout_s: float = READY_TIMEOUT_S, bind: str | None = None
+    config: ServerConfig,
+    default: str | None = None,
+    timeout_s: float = READY_TIMEOUT_S,
+    bind: str | None = None,
+    workers: int | None = None,
 ) -> bool:
     """Start TorchServe in the background with the versions of its last snapshot and `default` made the default
-    version (None: the snapshot's default stays), and wait until the default version is READY. False if TorchServe
-    was already running."""
+    version (None: the snapshot's default stays), served by `workers` workers if given, and wait until the default
+    version is READY. False if TorchServe was already running."""
     pid = running_pid(config)
     if pid is not None:
         print(f"TorchServe is already running (pid {pid}) at {config.inference_url}; `{config.make('stop')}` stops it")
         return False
     previous = snapshots.default_version(snapshots.last_snapshot(config), config.model_name)
-    command, default = torchserve_command(config, default, bind)
+    command, default = torchserve_command(config, default, bind, workers=workers)
     print(f"Starting TorchServe with {config.path} (logs in {config.log_dir})")
     console = console_log(config)
     offsets, earlier_snapshots = log_offsets(config), set(snapshots.snapshot_files(config))
@@ -114,10 +118,10 @@ def console_log(config: ServerConfig) -> Path:
     return path
 
 
-def run_in_foreground(config: ServerConfig, default: str | None, bind: str | None) -> int:
+def run_in_foreground(config: ServerConfig, default: str | None, bind: str | None, workers: int | None = None) -> int:
     """Run TorchServe in the foreground (the container's command), logs on stdout, until it exits or SIGTERM/SIGINT
     asks it to stop: then stop the frontend and every worker and return 0, as `docker stop` expects."""
-    command, _ = torchserve_command(config, default, bind, foreground=True)
+    command, _ = torchserve_command(config, default, bind, foreground=True, workers=workers)
     print(f"Starting TorchServe in the foreground with {config.path}" + (f", listening on {bind}" if bind else ""))
     launcher = subprocess.Popen(command, cwd=config.home, env=server_env(config))
     stopping = threading.Event()
@@ -138,13 +142,17 @@ def run_in_foreground(config: ServerConfig, default: str | None, bind: str | Non
 
 
 def torchserve_command(
-    config: ServerConfig, default: str | None, bind: str | None = None, foreground: bool = False
+    config: ServerConfig,
+    default: str | None,
+    bind: str | None = None,
+    foreground: bool = False,
+    workers: int | None = None,
 ) -> tuple[list[str], str]:
     """The torchserve command line, and the version it will make the default."""
     check_java()
     check_named_files(config)
     config.log_dir.mkdir(parents=True, exist_ok=True)
-    effective, default = write_effective_config(config, default, bind)
+    effective, default = write_effective_config(config, default, bind, workers)
     check_addresses_free(read_properties(effective))
     command = [
         str(Path(sys.executable).with_name("torchserve")),
@@ -156,12 +164,14 @@ def torchserve_command(
     return command, default
 
 
-def write_effective_config(config: ServerConfig, default: str | None, bind: str | None = None) -> tuple[Path, str]:
+def write_effective_config(
+    config: ServerConfig, default: str | None, bind: str | None = None, workers: int | None = None
+) -> tuple[Path, str]:
     """Write the config TorchServe starts with; return it and the default version it names.
 
     It is the config, listening on `bind` instead of its hosts if given, plus `model_snapshot`: the versions of
     TorchServe's last snapshot (registered versions, default, workers; TorchServe restores a snapshot itself only
-    when started without a config file) and `default` made the default.
+    when started without a config file) and `default` made the default, with `workers` workers if given.
     """
     snapshot = snapshots.last_snapshot(config)
     snapshots.prune(config)
@@ -175,6 +185,8 @@ def write_effective_config(config: ServerConfig, default: str | None, bind: str 
             f"nothing to serve: no default version in {config.model_store}; "
             f"`{config.make('serve')} RUN=artifacts/RUN` or `IMAGENET=1` chooses one"
         )
+    if workers is not None:
+        models["models"][config.model_name][default] |= {"minWorkers": workers, "maxWorkers": workers}
     lines = config.path.read_text().splitlines()
     if bind:
         lines = [rebind(line, bind) for line in lines]

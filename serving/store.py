@@ -77,9 +77,11 @@ def publish(
     registered: set[str] = frozenset(),
     calibration: Path | None = None,
     min_agreement: float = int8.MIN_AGREEMENT,
+    new_label: bool = False,
 ) -> tuple[str, Path]:
     """The version and archive that hold `source`: one already in the store with the same content, else a new build
-    (into the store, or to `output`). A label that names another model is refused, naming the next free one; so is
+    (into the store, or to `output`). A new label for a model the store already holds is refused, naming the label
+    that holds it, unless `new_label`; a label that names another model is refused, naming the next free one; so is
     an int8 build whose top-1 agreement with fp32 is below `min_agreement`."""
     with staged(source, handler, calibration) as stage:
         same = {label for label, record in stored(config).items() if record.content == stage.content}
@@ -87,6 +89,12 @@ def publish(
             label = version or max(same, key=_order)
             print(f"{config.archive(label)} is up to date: version {label} is {source.description}")
             return label, config.archive(label)
+        if same and version not in same and not new_label:
+            held = max(same, key=_order)
+            raise UserError(
+                f"the model store already holds this model as version {held} ({source.description}): serve or roll "
+                f"out {held}, or build it under another label all the same with FORCE=1 (--new-label)"
+            )
         taken = taken_versions(config, registered)
         if version in taken and version not in same:
             raise UserError(

@@ -31,6 +31,9 @@ def protocol_server(request, tmp_path_factory, tiny_run):
         process = kserve.start(config, request.param, output)
         try:
             kserve.wait_until_ready(config, process)
+            described = RestClient(config, token=kserve.NO_TOKEN).describe()[0]
+            workers = [worker["status"] for worker in described["workers"]]
+            assert workers and set(workers) == {"READY"}, "ready was said before every worker could answer"
             yield request.param, RestClient(config)
         finally:
             kserve.stop(process)

@@ -222,3 +222,13 @@ def test_make_stop_stops_what_a_crashed_frontend_left_behind(server, tmp_path):
     out = succeeds(make("stop", server))
     assert "TorchServe is not running, but" in out and "left by a start that failed" in out
     assert not processes_of(server) and not any(process.is_running() for process in left)
+
+
+def test_make_serve_workers_is_the_count_served_and_survives_a_restart(server, tmp_path):
+    """The archive asks for two workers (model-config.yaml); WORKERS=1 is what serves, now and after a restart."""
+    succeeds(make("serve", server, f"RUN={make_run(tmp_path / 'run')}", "WORKERS=1"))
+    assert len(RestClient(server).describe()[0]["workers"]) == 1
+    succeeds(make("stop", server))
+    succeeds(make("serve", server))
+    assert len(RestClient(server).describe()[0]["workers"]) == 1
+    assert "workers: READY" in succeeds(make("status", server)).replace("READY, READY", "two")

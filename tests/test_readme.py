@@ -40,3 +40,11 @@ def test_the_version_blocks_run_top_to_bottom(tmp_path, tiny_run):
         assert "Making 2.0 the default" in shell.stdout and "Rolling back from 2.0 to 1.0" in shell.stdout
     finally:
         stop(config)
+
+
+def test_readme_commands_that_load_vgg16_say_where_its_weights_come_from():
+    """Offline, VGG16's ImageNet weights come only from VGG16_WEIGHTS: every README command that loads them (the
+    zero-shot report of the served network, `make serve` of the ImageNet model) names it, or says it downloads."""
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    reports = [line for line in lines if "-m training.zero_shot_report" in line and "--network" not in line]
+    assert reports and all("VGG16_WEIGHTS=" in line for line in reports), reports

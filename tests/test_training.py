@@ -162,3 +162,14 @@ def assert_fails_with_one_line(arguments: list[str], message: str, capsys) -> No
     assert exited.value.code == 1
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1 and message in error
+
+
+def test_training_that_cannot_get_its_weights_leaves_no_run_folder(tmp_path, shapes, capsys):
+    """Weights that cannot be had (a missing file here; offline ImageNet weights alike) stop the run before its folder
+    is written, so that no half-written run is picked up later as the newest."""
+    run = tmp_path / "run"
+    arguments = ["--data-dir", str(shapes), "--output", str(run), "--weights", str(tmp_path / "missing.pth")]
+    with pytest.raises(SystemExit) as exited:
+        cli.run(train.main, [*SMALL_VGG, *arguments])
+    assert exited.value.code == 1 and "missing.pth" in capsys.readouterr().err
+    assert not run.exists()

@@ -4,6 +4,7 @@ restart; what a version label means; gRPC against REST; refused tokens; the CLI'
 Each test starts from the same state (version 1.0 alone, the default, one worker) and puts it back afterwards."""
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,8 +76,11 @@ def run_cli(capsys, config: ServerConfig, *arguments: str) -> tuple[int, str, st
 
 def test_register_a_second_version_and_switch_the_default(capsys, server, runs, samples, tmp_path):
     archive = archive_of(runs["second"], tmp_path / "animals-2.0.mar", "2.0")
-    code, out, _ = run_cli(capsys, server, "register", str(archive), "--version", "2.0")
+    code, out, _ = run_cli(capsys, server, "register", str(archive), "--version", "2.0", "--workers", "1")
     assert code == 0 and "registered" in out and server.archive("2.0").is_file()
+    described = RestClient(server).describe("2.0")[0]  # the archive asks for two: the count given is what serves
+    assert (described["minWorkers"], described["maxWorkers"], len(described["workers"])) == (1, 1, 1)
+    assert "(1 worker)" in out
     photo = samples[5].read_bytes()
     expected = {version: Predictor(runs[name]).top_k(photo) for version, name in (("1.0", "first"), ("2.0", "second"))}
     client = RestClient(server)
@@ -233,6 +237,18 @@ def test_a_label_that_names_another_model_is_refused_naming_the_next_free_one(se
         publish(server, trained_run_source(runs["second"]), "1.0")
 
 
+def test_a_model_already_in_the_store_is_not_built_again_under_a_new_label(server, runs):
+    version, _ = publish(server, trained_run_source(runs["second"]))
+    with pytest.raises(UserError, match=rf"already holds this model as version {re.escape(version)} .*FORCE=1"):
+        publish(server, trained_run_source(runs["second"]), "7.0")
+    assert not server.archive("7.0").exists()
+    forced, copy = publish(server, trained_run_source(runs["second"]), "7.0", new_label=True)
+    try:
+        assert forced == "7.0" and copy.is_file()
+    finally:
+        remove_archive(server, copy.name)
+
+
 def test_the_same_inputs_build_the_same_bytes_and_are_not_rebuilt(server, runs, tmp_path, capsys, monkeypatch):
     first = archive_of(runs["second"], tmp_path / "a" / "animals-2.0.mar", "2.0")
     second = archive_of(runs["second"], tmp_path / "b" / "animals-2.0.mar", "2.0")
@@ -294,6 +310,8 @@ def test_refused_tokens_over_rest_and_grpc(server, samples, token):
         (["--token", "nope", "list"], "400 InvalidKeyException: the token was refused"),
         (["--grpc", "--token", "nope", "list"], "InvalidKeyException: the token was refused"),
         (["predict", "/no/such/photo.jpg"], "cannot read /no/such/photo.jpg"),
+        (["register", "9.9"], "no archive file 9.9 and no version 9.9 in the model store"),
+        (["register", "9.9"], "VERSION=9.9`"),
     ],
 )
 def test_cli_errors_are_one_line(capsys, server, arguments, message):

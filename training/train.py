@@ -187,10 +187,15 @@ def new_run(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, Split]:
         raise UserError("--cache-features needs frozen features; drop --unfreeze or --cache-features")
     split = make_split(args.data_dir, args.seed)
     run = args.output or ARTIFACTS_DIR / f"{args.arch}-{datetime.now():%Y%m%d-%H%M%S}"
+    return args, run, split
+
+
+def start_run_folder(run: Path, split: Split, args: argparse.Namespace) -> None:
+    """The run folder with its split and arguments: written only once the model exists, so that a run that cannot
+    start (weights missing, say) leaves no half-written folder for later commands to pick up."""
     run.mkdir(parents=True, exist_ok=True)
     split.save(run / "split.json")
     (run / "args.json").write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
-    return args, run, split
 
 
 def resumed_run(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, Split]:
@@ -299,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     device = choose_device(args.device)
+    model, spec = create_model(args, len(split.class_names))
+    if not args.resume:
+        start_run_folder(run, split, args)
     counts = {part: len(items) for part, items in split.parts.items()}
     print(f"Run {run}: {len(split.class_names)} classes, {counts} images, {args.arch} on {device}")
-
-    model, spec = create_model(args, len(split.class_names))
     spec.save(run / "model.json")
     write_index_to_name(split.class_names, run / "index_to_name.json")
     progress, checkpoint = load_checkpoint(run, model) if args.resume else (Progress(), None)
