@@ -29,6 +29,17 @@ from tests.support import (
 )
 from training.predict import Predictor
 
+# Fixtures that start a server or a training process: a test that uses one (directly or through another fixture) is
+# marked `server`, and `make test-fast` runs every test that is not.
+SERVER_FIXTURES = {"served", "server", "page_url", "image", "container", "protocol_server", "shapes_run", "web"}
+SERVER_MODULES = {"test_make_serve", "test_readme", "test_fuzz", "test_container", "test_kserve", "test_bench"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(item.fixturenames) or item.module.__name__.rsplit(".", 1)[-1] in SERVER_MODULES:
+            item.add_marker(pytest.mark.server)
+
 
 @pytest.fixture(scope="session")
 def samples() -> list[Path]:

@@ -70,9 +70,11 @@ def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) ->
     return config
 
 
-def archive_of(run: Path, archive: Path, version: str = "1.0", handler: dict | None = None) -> Path:
+def archive_of(
+    run: Path, archive: Path, version: str = "1.0", handler: dict | None = None, calibration: Path | None = None
+) -> Path:
     """A run's archive built where a user keeps one before registering it (not in the model store)."""
-    with staged(trained_run_source(run), handler) as stage:
+    with staged(trained_run_source(run), handler, calibration) as stage:
         build_archive(archive, stage, MODEL_NAME, version)
     return archive
 

@@ -18,7 +18,7 @@ import requests
 
 from benchmarks.load import free_port
 from serving.config import MODEL_NAME, read_properties
-from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, archive_of
+from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, SAMPLE_DIR, archive_of
 from training.predict import Predictor
 
 IMAGE_TAG = "animals-torchserve:test"
@@ -191,7 +191,7 @@ def test_an_int8_archive_is_served_by_the_image(tiny_run, samples, tmp_path):
     image's compiler; healthy means a READY worker, and photos are answered."""
     if docker_ready():
         pytest.skip(docker_ready())
-    archive = archive_of(tiny_run, tmp_path / "animals-1.0.mar", handler={"precision": "int8"})
+    archive = archive_of(tiny_run, tmp_path / "animals-1.0.mar", handler={"precision": "int8"}, calibration=SAMPLE_DIR)
     tag = f"{IMAGE_TAG}-int8"
     command = [sys.executable, "-m", "scripts.image", "--archive", str(archive), "--tag", tag]
     built = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 
 from animals.errors import UserError
@@ -73,6 +74,7 @@ def test_dockerignore_keeps_heavy_and_private_files_out():
         assert entry in ignored
 
 
+@pytest.mark.server  # starts a TorchServe of its own
 def test_the_containers_start_command_rebinds_serves_and_stops_on_sigterm(tmp_path, tiny_run, samples):
     """The image's CMD, run here with --bind 127.0.0.2 instead of 0.0.0.0 (the config says 127.0.0.1): TorchServe
     listens on the new address only, serves, and on SIGTERM to the command alone (as tini passes it) stops with every

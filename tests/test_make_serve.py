@@ -16,9 +16,9 @@ from scripts import server as server_script
 from serving import snapshots
 from serving.client import GrpcClient, RestClient
 from serving.config import ServerConfig
-from serving.server import CONSOLE_LOG_LIMIT, processes_of, running_pid, stop
+from serving.server import CONSOLE_LOG_LIMIT, processes_of, running_pid
 from tests import hostile
-from tests.support import REPO_ROOT, Client, make_run, serve, write_config
+from tests.support import REPO_ROOT, Client, make_run, write_config
 from training.predict import Predictor
 
 MAKE_TIMEOUT_S = 600
@@ -69,17 +69,21 @@ def test_a_run_is_served_as_a_version_of_its_own_and_a_restart_changes_nothing(s
     assert succeeds(make("stop", server)).endswith("TorchServe stopped\n")
     assert not any(worker.is_running() for worker in workers), "make stop returned before its workers were gone"
 
-    out = succeeds(make("serve", server, f"RUN={second}"))
+    out = succeeds(make("serve", server, f"RUN={second}", "WORKERS=1"))  # the archive asks for two workers
     assert f"serving trained run {second} as version 1.1" in out and "Serving version 1.1 of 'animals'" in out
     assert "also registered: 1.0" in out
     assert answers_like(server, second, photo) and client.versions() == {"1.0", "1.1"}
     assert "TorchServe pid " in (status := succeeds(make("status", server)))
-    assert "default version 1.1, workers: READY" in status
+    assert status.endswith("default version 1.1, workers: READY\n"), status
 
     succeeds(make("stop", server))
-    out = succeeds(make("serve", server))  # no RUN: what answered before answers again
+    console = server.log_dir / "torchserve.out"
+    console.write_bytes(b"x" * (CONSOLE_LOG_LIMIT + 1))  # as if it had grown over many starts
+    out = succeeds(make("serve", server))  # no RUN: what answered before answers again, with the workers it had
     assert "Serving what TorchServe served last" in out and "Serving version 1.1" in out
-    assert answers_like(server, second, photo)
+    assert answers_like(server, second, photo) and len(client.describe()[0]["workers"]) == 1
+    assert console.with_name("torchserve.out.1").stat().st_size == CONSOLE_LOG_LIMIT + 1
+    assert console.stat().st_size < CONSOLE_LOG_LIMIT
 
     make_run(first, seed=3)  # the first run's weights change: the same folder is now another model
     succeeds(make("stop", server))
@@ -140,18 +144,6 @@ def test_requests_of_every_kind_leave_no_byte_in_any_log(served, samples):
     assert not {name: size for name, size in grown.items() if size}, "requests wrote to these logs"
     log_config = (REPO_ROOT / "log4j2.xml").read_text()
     assert log_config.count("<RollingFile") == log_config.count("<SizeBasedTriggeringPolicy") == 5
-
-
-def test_torchserve_out_is_rotated_when_a_start_finds_it_large(tmp_path, tiny_run):
-    config = write_config(tmp_path / "server")
-    config.log_dir.mkdir()
-    (config.log_dir / "torchserve.out").write_bytes(b"x" * (CONSOLE_LOG_LIMIT + 1))
-    try:
-        serve(config, tiny_run)
-    finally:
-        stop(config)
-    assert (config.log_dir / "torchserve.out.1").stat().st_size == CONSOLE_LOG_LIMIT + 1
-    assert (config.log_dir / "torchserve.out").stat().st_size < CONSOLE_LOG_LIMIT
 
 
 def test_make_token_the_token_kinds_and_ping_without_a_token(served, capsys):
@@ -222,13 +214,3 @@ def test_make_stop_stops_what_a_crashed_frontend_left_behind(server, tmp_path):
     out = succeeds(make("stop", server))
     assert "TorchServe is not running, but" in out and "left by a start that failed" in out
     assert not processes_of(server) and not any(process.is_running() for process in left)
-
-
-def test_make_serve_workers_is_the_count_served_and_survives_a_restart(server, tmp_path):
-    """The archive asks for two workers (model-config.yaml); WORKERS=1 is what serves, now and after a restart."""
-    succeeds(make("serve", server, f"RUN={make_run(tmp_path / 'run')}", "WORKERS=1"))
-    assert len(RestClient(server).describe()[0]["workers"]) == 1
-    succeeds(make("stop", server))
-    succeeds(make("serve", server))
-    assert len(RestClient(server).describe()[0]["workers"]) == 1
-    assert "workers: READY" in succeeds(make("status", server)).replace("READY, READY", "two")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from ts.context import Context, RequestProcessor
 
+from animals.kserve import DEFAULT_MAX_IMAGES
 from animals.preprocessing import DecodeLimits, eval_transform
 from animals.run import Split
 from handler.animals_handler import AnimalsHandler
@@ -22,7 +23,7 @@ def test_training_eval_transform_and_handler_preprocess_give_the_same_tensor(sam
     items = [(str(path.relative_to(SAMPLE_DIR)), 0) for path in samples]
     training_view = ImageDataset(SAMPLE_DIR, items, eval_transform())
     handler = AnimalsHandler()
-    handler.transform, handler.limits = eval_transform(), DecodeLimits()
+    handler.transform, handler.limits, handler.max_images = eval_transform(), DecodeLimits(), DEFAULT_MAX_IMAGES
     handler.context = Context("animals", "", {}, len(samples), None, "0.12.0")  # as TorchServe's handle sets it
     handler.context.request_processor = [RequestProcessor({}) for _ in samples]
     served_view = handler.preprocess([{"body": bytearray(path.read_bytes())} for path in samples])
@@ -40,6 +41,7 @@ def sample_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.server  # starts a TorchServe of its own
 def test_predict_evaluate_and_served_agree_on_every_sample(tmp_path, sample_run, samples):
     config = write_config(tmp_path / "server")
     archived = subprocess.run(

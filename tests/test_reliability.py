@@ -161,6 +161,7 @@ def test_every_port_listens_on_loopback_only(server):
         assert (getattr(ip, "ipv4_mapped", None) or ip).is_loopback, address
 
 
+@pytest.mark.server  # starts a TorchServe of its own
 def test_expired_and_renewed_tokens(tmp_path, tiny_run, samples):
     """Keys last token_expiration_min; an expired key is refused everywhere, and the API key renews it."""
     config = write_config(tmp_path / "server", token_expiration_min="0.5")
