@@ -197,7 +197,8 @@ def test_an_int8_archive_is_served_by_the_image(tiny_run, samples, tmp_path):
     built = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     name, port = f"animals-int8-{uuid.uuid4().hex[:8]}", free_port()
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", tag)
+    command = json.loads(docker("image", "inspect", "--format", "{{json .Config.Cmd}}", tag).stdout)
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", tag, *command, "--workers", "1")
     try:
         wait_until_healthy(name)
         token = docker("exec", name, "python", "-m", "scripts.server", "--config", CONFIG_IN_IMAGE, "token")
