@@ -114,13 +114,15 @@ class AnimalsHandler(BaseHandler):
         """One request's model inputs, what it asks to have explained, and its KServe body if it is one."""
         body = request_body(request)
         kserve = kserve_request(body, self.max_images)
-        photos = kserve.images if kserve else [image_in(body)]
+        explains = self._asks_for_explanation(position)
+        if kserve and explains:
+            raise BadInput('explanations take one image, raw, multipart or as {"data": base64}', reason="bad_json")
         explanation = None
         images = []
-        for index, photo in enumerate(photos):
+        for index, photo in enumerate(kserve.images if kserve else [image_in(body)]):
             image = self._decoded(photo, index if kserve else None)
-            if index == 0 and self._asks_for_explanation(position):
-                explanation = self._explanation_request(request, body, position, image.size, kserve)
+            if explains:
+                explanation = self._explanation_request(request, body, position, image.size)
             images.append(self.transform(image))  # the decoded image is freed here, before the next one
         return images, explanation, kserve
 
@@ -232,10 +234,8 @@ class AnimalsHandler(BaseHandler):
             raise BadInput(f"image {index}: {error}", error.reason, error.status) from error
 
     def _explanation_request(
-        self, request: dict, body: object, position: int, size: tuple[int, int], kserve: KServeRequest | None
+        self, request: dict, body: object, position: int, size: tuple[int, int]
     ) -> ExplanationRequest:
-        if kserve:
-            raise BadInput('explanations take one image, raw, multipart or as {"data": base64}', reason="bad_json")
         label = self._class_index(named_label(request, body) or self._label_header(position))
         return ExplanationRequest(label, seen_region(*size))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from animals.errors import UserError
 from serving.client import RestClient
 from serving.config import REPO_ROOT, ServerConfig, read_config
-from serving.server import ADDRESS_KEYS, check_java, rebind, server_env
+from serving.server import ADDRESS_KEYS, check_java, rebind, server_env, worker_states
 
 KSERVE_CONFIG = REPO_ROOT / "deploy" / "kserve" / "config.properties"
 ENVELOPES = {"v1": "kserve", "v2": "kservev2"}  # TS_SERVICE_ENVELOPE as KServe sets it for each protocolVersion
@@ -72,18 +72,11 @@ def wait_until_ready(config: ServerConfig, process: subprocess.Popen, timeout_s:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise UserError(f"TorchServe exited with {process.returncode}; see {config.log_dir}")
-        if all_workers_ready(client):
+        states = worker_states(config, client=client)
+        if states and all(state == "READY" for state in states):
             return
         time.sleep(0.5)
     raise UserError(f"the model's workers were not READY within {timeout_s:.0f} s; see {config.log_dir}")
-
-
-def all_workers_ready(client: RestClient) -> bool:
-    try:
-        states = [worker["status"] for description in client.describe() for worker in description.get("workers", [])]
-    except UserError:  # not listening yet, or the model not registered yet
-        return False
-    return bool(states) and all(state == "READY" for state in states)
 
 
 def stop(process: subprocess.Popen) -> None:

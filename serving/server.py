@@ -328,10 +328,11 @@ def worker_failure(config: ServerConfig, version: str, offsets: dict[str, int]) 
     return next((match.group(1) for match in errors if match), failed[0].split(" - ", 1)[-1])
 
 
-def worker_states(config: ServerConfig, version: str | None = None) -> list[str]:
-    """The status of each worker of a version (default: the default version), or [] while TorchServe cannot answer."""
+def worker_states(config: ServerConfig, version: str | None = None, client: RestClient | None = None) -> list[str]:
+    """The status of each worker of a version (default: the default version), or [] while TorchServe cannot answer.
+    `client`: one with a token of its own (default: the config's key file)."""
     try:
-        described = RestClient(config).describe(version)
+        described = (client or RestClient(config)).describe(version)
     except UserError:  # no key file yet, not listening yet, or the model not registered yet
         return []
     return [worker["status"] for description in described for worker in description.get("workers", [])]

@@ -14,7 +14,6 @@ import torch
 from torchvision.models import vgg16
 
 from benchmarks.load import free_port
-from serving.server import stop
 from tests.shapes import write_shapes
 from tests.support import (
     REPO_ROOT,
@@ -23,9 +22,8 @@ from tests.support import (
     SMALL_VGG,
     Client,
     make_run,
+    own_server,
     sample_images,
-    serve,
-    write_config,
 )
 from training.predict import Predictor
 
@@ -105,12 +103,8 @@ def reference(tiny_run: Path) -> Predictor:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator[Client]:
     """One TorchServe on free loopback ports serving the tiny run's archive, shared by the session's tests."""
-    config = write_config(tmp_path_factory.mktemp("torchserve"))
-    try:
-        serve(config, tiny_run)
+    with own_server(tmp_path_factory.mktemp("torchserve"), tiny_run) as config:
         yield Client(config)
-    finally:
-        stop(config)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -17,7 +19,7 @@ from handler.animals_handler import AnimalsHandler
 from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
 from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config
-from serving.server import start
+from serving.server import start, stop
 from serving.store import publish
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,17 @@ def archive_of(
     with staged(trained_run_source(run), handler, calibration) as stage:
         build_archive(archive, stage, MODEL_NAME, version)
     return archive
+
+
+@contextmanager
+def own_server(home: Path, run: Path) -> Iterator[ServerConfig]:
+    """A TorchServe on free loopback ports serving `run` as its default version, stopped afterwards."""
+    config = write_config(home)
+    try:
+        serve(config, run)
+        yield config
+    finally:
+        stop(config)
 
 
 def serve(config: ServerConfig, run: Path, timeout_s: float = 180) -> str:

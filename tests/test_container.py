@@ -5,7 +5,6 @@ tests skip, loudly, except in CI (CI=true), where they fail."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,8 +15,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from animals.errors import UserError
 from benchmarks.load import free_port
 from serving.config import MODEL_NAME, read_properties
+from serving.image import check_docker
 from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, SAMPLE_DIR, archive_of
 from training.predict import Predictor
 
@@ -37,17 +38,13 @@ def docker(*arguments: str, timeout_s: float = 120, check: bool = True) -> subpr
 
 
 def docker_ready() -> str | None:
-    """Why the container tests cannot run here, or None when a Docker 23+ engine with buildx and compose answers."""
-    if shutil.which("docker") is None:
-        return "docker is not installed (make test runs scripts/ensure_docker.sh)"
-    version = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
-    if version.returncode != 0:
-        return f"the Docker engine does not answer: {version.stderr.strip()[-300:]}"
-    if int(version.stdout.split(".")[0] or 0) < 23:
-        return f"Docker {version.stdout.strip()} is older than 23"
-    for plugin in ("buildx", "compose"):
-        if subprocess.run(["docker", plugin, "version"], capture_output=True).returncode != 0:
-            return f"docker {plugin} is missing"
+    """Why the container tests cannot run here (the product's own check, plus compose), or None."""
+    try:
+        check_docker()
+    except UserError as error:
+        return str(error)
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        return "docker compose is missing (scripts/ensure_docker.sh installs it)"
     return None
 
 

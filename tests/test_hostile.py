@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 from serving.config import ServerConfig
-from serving.server import running_pid, stop
+from serving.server import running_pid
 from tests import hostile
-from tests.support import Client, serve, write_config
+from tests.support import Client, own_server
 
 CORPUS = hostile.corpus()
 NEIGHBOURS = 7  # photos sent with each hostile input: a full batch of 8 with it
@@ -26,12 +26,8 @@ SPENT: dict[str, float] = {}  # CPU seconds per input, printed by the last test 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_run) -> Iterator[ServerConfig]:
     """A TorchServe of its own, so that its workers' memory and CPU are this corpus's alone."""
-    config = write_config(tmp_path_factory.mktemp("hostile") / "server")
-    try:
-        serve(config, tiny_run)
+    with own_server(tmp_path_factory.mktemp("hostile") / "server", tiny_run) as config:
         yield config
-    finally:
-        stop(config)
 
 
 def workers(config: ServerConfig) -> list[psutil.Process]:

@@ -21,7 +21,7 @@ from serving.client import GrpcClient, RestClient, TorchServeError
 from serving.config import ServerConfig
 from serving.server import running_pid, stop
 from tests import corpus
-from tests.support import SAMPLE_DIR, Client, archive_of, make_run, serve, write_config
+from tests.support import SAMPLE_DIR, Client, archive_of, make_run, own_server, serve, write_config
 
 RECOVERY_BOUND_S = 60
 FAIL_FAST_TIMEOUT_S = 10
@@ -30,12 +30,8 @@ FAIL_FAST_TIMEOUT_S = 10
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_run) -> Iterator[ServerConfig]:
     """A TorchServe of its own: these tests kill its worker and register broken versions."""
-    config = write_config(tmp_path_factory.mktemp("reliability") / "server")
-    try:
-        serve(config, tiny_run)
+    with own_server(tmp_path_factory.mktemp("reliability") / "server", tiny_run) as config:
         yield config
-    finally:
-        stop(config)
 
 
 def worker_pids(config: ServerConfig) -> list[int]:
