@@ -20,7 +20,7 @@ BASE_IMAGE ?=
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test test-fast kserve web lint format soak bench image base-image fuzz
+.PHONY: help install serve stop status token archive train test test-fast mutants kserve web lint format soak bench image base-image fuzz
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ test: $(DEV) ## install everything, then run the whole test suite
 
 test-fast: $(DEV) ## the tests that start no server, container or training run (under 2 minutes)
 	$(PYTHON) -m pytest -m "not server"
+
+mutants: $(DEV) ## apply each break of tests/mutants.txt to a scratch copy and check that its tests catch it
+	$(PYTHON) -m tests.mutants
 
 kserve: $(RUNTIME) ## run deploy/kserve's config locally on loopback, as KServe's runtime does (PROTOCOL=v1|v2)
 	$(PYTHON) -m scripts.kserve --config $(CONFIG) $(if $(PROTOCOL),--protocol $(PROTOCOL))
