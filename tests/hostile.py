@@ -74,6 +74,7 @@ def corpus() -> dict[str, Hostile]:
         "thin_gif_3x65535": Hostile(gif_of(3, 65_535), 400, "extreme_aspect_ratio"),
         "rle_bmp_25000000x2": Hostile(rle8_bmp(25_000_000, 2), 400, "too_many_pixels"),
         "rle_bmp_rows_7000x7000": Hostile(rle8_bmp(7000, 7000, padded_rows), 400, "too_many_pixels"),
+        "rle_bmp_rows_2000x2000": Hostile(rle8_bmp(2000, 2000, padded_rows), 400, "too_many_pixels"),
         "rle_bmp_rows_1000x1000": Hostile(rle8_bmp(1000, 1000, b"\x01\x00\x00\x00" * 1000), 200, None),
         "png_bomb_100000x100000": Hostile(png_declaring(100_000, 100_000), 400, "too_many_pixels"),
         "png_rgb_7000x7000": Hostile(encode(Image.new("RGB", (7000, 7000)), "PNG"), 400, "too_many_pixels"),

@@ -30,25 +30,33 @@ def read_mutants(path: Path = MUTANTS) -> list[Mutant]:
     return mutants
 
 
-def killed(mutant: Mutant) -> bool:
-    """Whether the mutant's tests fail on a copy of the repository with the mutant applied. The copy sits beside the
-    repository (so ../shared is there) and uses its .venv."""
-    with tempfile.TemporaryDirectory(prefix="mutant-", dir=REPO_ROOT.parent) as scratch:
-        copy = Path(scratch) / "repo"
-        shutil.copytree(REPO_ROOT, copy, ignore=NOT_COPIED)
+def tests_fail(tests: list[str], mutant: Mutant | None = None) -> bool:
+    """Whether `tests` fail on a copy of the repository with `mutant` applied (None: as it is). The copy sits beside
+    the repository, so that ../shared is there, and uses its .venv."""
+    copy = Path(tempfile.mkdtemp(prefix="mutant-", dir=REPO_ROOT.parent))
+    try:
+        shutil.copytree(REPO_ROOT, copy, ignore=NOT_COPIED, dirs_exist_ok=True)
         (copy / ".venv").symlink_to(REPO_ROOT / ".venv")
-        target = copy / mutant.file
-        target.write_text(target.read_text().replace(mutant.text, mutant.replacement, 1))
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
+        if mutant is not None:
+            target = copy / mutant.file
+            target.write_text(target.read_text().replace(mutant.text, mutant.replacement, 1))
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
         return subprocess.run(command, cwd=copy, capture_output=True).returncode != 0
+    finally:
+        shutil.rmtree(copy)
 
 
 def main() -> int:
     mutants = read_mutants()
+    every_test = sorted({test for mutant in mutants for test in mutant.tests})
+    print(f"Running the {len(every_test)} named tests on an unchanged copy first", flush=True)
+    if tests_fail(every_test):
+        print("They fail without any mutant: fix that first (a failing test kills every mutant)")
+        return 1
     survived = []
     for number, mutant in enumerate(mutants, 1):
         print(f"[{number}/{len(mutants)}] {mutant.file}: {mutant.text!r} -> {mutant.replacement!r}", flush=True)
-        if not killed(mutant):
+        if not tests_fail(mutant.tests, mutant):
             survived.append(mutant)
             print("  SURVIVED", flush=True)
     print(f"{len(mutants) - len(survived)} of {len(mutants)} mutants killed")
