@@ -1,0 +1,69 @@
+"""The benchmark's ratios come from the right rows: a synthetic report whose every figure differs, so that a ratio
+taken from the wrong level, precision, peer or direction gives another number."""
+
+from benchmarks.report import markdown, ratios
+
+
+def level(label: str, concurrency: int, images_per_s: float, p50_ms: float) -> dict:
+    figures = {"p95_ms": p50_ms * 1.1, "p99_ms": p50_ms * 1.2, "errors": 0, "server_cpu_percent": 190.0}
+    return {"label": label, "concurrency": concurrency, "images_per_s": images_per_s, "p50_ms": p50_ms} | figures
+
+
+def synthetic_report() -> dict:
+    levels = [  # not in concurrency order, and the best throughput never at the first or the last level
+        level("REST int8", 4, 20.0, 170.0),
+        level("REST int8", 16, 26.0, 600.0),
+        level("REST int8", 1, 10.0, 90.0),
+        level("REST int8", 8, 24.0, 330.0),
+        level("REST bf16", 16, 12.0, 1250.0),
+        level("REST bf16", 1, 5.0, 180.0),
+        level("REST bf16", 8, 11.0, 700.0),
+        level("REST fp32", 8, 6.0, 1260.0),
+        level("REST fp32", 1, 3.0, 340.0),
+        level("gRPC int8", 1, 9.0, 95.0),
+        level("gRPC int8", 16, 27.0, 620.0),
+        level("gRPC int8", 8, 23.0, 340.0),
+    ]
+    peers = {
+        "torch eager fp32": 4.0,
+        "OpenVINO bf16": 12.5,
+        "torch eager bf16": 11.0,
+        "ONNX Runtime fp32": 5.0,
+        "OpenVINO int8 (NNCF)": 25.0,
+        "torch int8 (the served program)": 40.0,  # int8: never the float peers' best
+    }
+    worker = {"cold_start_s": 4.0, "rss_mib": 900.0}
+    return {
+        "default_precision": "int8",
+        "versions": {"int8": "1.0", "bf16": "bench-bf16", "fp32": "bench-fp32"},
+        "levels": levels,
+        "peers": peers,
+        "in_process": {"best": 32.5, "best_batch": 8, "p50_ms": 49.0},
+        "explanation": {"prediction_ms": 100.0, "explanation_ms": 250.0},
+        "baseline": level("baseline (FastAPI, fp32)", 4, 4.0, 1800.0),
+        "workers": {"int8": worker, "bf16": worker, "fp32": worker},
+        "agreement": {"int8": {"images": 80, "top1_with_fp32": 1.0}},
+        "matmul_gflops": {"fp32": 100.0, "bf16": 300.0},
+    }
+
+
+def test_each_ratio_comes_from_its_own_rows():
+    assert ratios(synthetic_report()) == {
+        "served_default_over_in_process_ceiling": 0.8,  # 26 (best REST int8) / 32.5
+        "served_int8_over_served_bf16": 2.167,  # 26 / 12
+        "p50_at_concurrency_1_int8_over_bf16": 0.5,  # 90 / 180
+        "served_int8_over_best_bf16_fp32_peer": 2.08,  # 26 / 12.5 (OpenVINO bf16)
+        "served_int8_over_openvino_int8": 1.04,  # 26 / 25
+        "explanation_over_prediction_at_concurrency_1": 2.5,  # 250 / 100
+        "grpc_best_over_rest_best": 1.038,  # 27 / 26
+        "served_over_baseline_at_same_concurrency": 5.0,  # REST int8 at 4: 20 / 4
+    }
+
+
+def test_the_tables_show_each_precisions_best_throughput():
+    report = synthetic_report()
+    report["ratios"] = ratios(report)
+    text = markdown(report)
+    assert "| int8 | 1.0 | 4.0 | 900 | 26.00 |" in text and "| bf16 | bench-bf16 | 4.0 | 900 | 12.00 |" in text
+    assert "| fp32 | bench-fp32 | 4.0 | 900 | 6.00 |" in text
+    assert "- served int8 over openvino int8: **1.04**" in text
