@@ -2,19 +2,27 @@
 into an archive that records its calibration and agreement, served by a real TorchServe, answering in the same form
 as every archive, explained from its float weights."""
 
+import inspect
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
+from animals import quantization
 from animals.acceleration import InferenceModel, InferenceSettings
 from animals.errors import UserError
 from animals.folders import image_files
+from animals.labels import ANIMALS
+from animals.model import ModelSpec, build_model
+from scripts import archive as archive_script
 from serving import int8
 from serving.archive import Record, trained_run_source
 from serving.store import archive_settings, extract_model, publish, remove_archive
+from tests.support import REPO_ROOT
 from training.predict import Predictor
 
 INT8 = InferenceSettings(precision="int8")
@@ -34,6 +42,7 @@ def test_int8_keeps_fp32_top1_on_the_trained_shapes_model(quantized, shapes_run,
     held_out = image_files(shapes_test)
     fp32 = InferenceModel(shapes_run, InferenceSettings(precision="fp32"))
     compiled = InferenceModel(quantized, INT8)
+    compiled_at_load = dict(torch._dynamo.utils.counters["frames"])
     batches = int8.batches(held_out, "check")
     agreement = sum(int((fp32(batch).argmax(1) == compiled(batch).argmax(1)).sum()) for batch in batches) / len(
         held_out
@@ -41,6 +50,60 @@ def test_int8_keeps_fp32_top1_on_the_trained_shapes_model(quantized, shapes_run,
     with capsys.disabled():
         print(f"\n  int8/fp32 top-1 agreement, small VGG on {len(held_out)} held-out shapes: {agreement:.1%}")
     assert agreement >= 0.99
+    assert dict(torch._dynamo.utils.counters["frames"]) == compiled_at_load, "a request compiled: no warm-up at load"
+
+
+def test_the_int8_program_holds_int8_weights_and_quantized_activations(tiny_float, tiny_program):
+    """Every convolution and linear layer's weights are int8 in the saved program, and activations are quantized
+    between them: agreement with fp32 alone would also pass a program left in float."""
+    program = torch.export.load(tiny_program)
+    layers = [m for m in tiny_float.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    tensors = program.state_dict.values()
+    assert sum(tensor.dtype == torch.int8 for tensor in tensors) == len(layers)
+    assert not [tensor for tensor in tensors if tensor.is_floating_point() and tensor.dim() > 1], "float weights left"
+    operations = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert operations.count("quantized_decomposed.quantize_per_tensor.default") >= len(layers)
+
+
+def test_the_same_program_saves_to_the_same_bytes(tiny_program, tmp_path):
+    """torch writes a random id into every saved program: without zeroing it, each int8 rebuild is a new version."""
+    program = torch.export.load(tiny_program)
+    quantization.save(program, tmp_path / "again.pt2")
+    assert (tmp_path / "again.pt2").read_bytes() == tiny_program.read_bytes()
+
+
+def test_the_zero_shot_head_stays_in_float(tiny_zero_shot):
+    """Quantizing the zero-shot network quantizes up to its last ImageNet layer; the animal grouping after it (means
+    of probabilities, then their log) runs in float, and answers what the float network answers, give or take int8's
+    rounding of the ImageNet scores."""
+    calibration = [torch.rand(2, 3, 224, 224) for _ in range(2)]
+    program = quantization.quantize(tiny_zero_shot, calibration)
+    nodes = [str(node.target) for node in program.graph.nodes]
+    last_linear = max(index for index, target in enumerate(nodes) if target == "aten.linear.default")
+    assert not [target for target in nodes[last_linear:] if "quantize" in target]
+    with torch.inference_mode():
+        answer, expected = program.module()(calibration[0]), tiny_zero_shot(calibration[0])
+    assert answer.shape == (2, len(ANIMALS)) and torch.allclose(answer, expected, atol=0.05)
+
+
+@pytest.fixture(scope="module")
+def tiny_float() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelSpec(arch="vgg11", width=1 / 16)).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_program(tmp_path_factory, tiny_float) -> Path:
+    """A small VGG quantized and saved as an int8 archive build does it."""
+    path = tmp_path_factory.mktemp("tiny-int8") / quantization.PROGRAM
+    quantization.save(quantization.quantize(tiny_float, [torch.rand(2, 3, 224, 224) for _ in range(2)]), path)
+    return path
+
+
+@pytest.fixture
+def tiny_zero_shot() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelSpec(arch="vgg11", width=1 / 16, head="imagenet-groups")).eval()
 
 
 def test_an_int8_build_below_the_required_agreement_is_refused_in_one_line(served, shapes_run):
@@ -73,3 +136,12 @@ def test_an_int8_archive_records_its_checks_and_is_served_like_any_other(served,
         if version in served.versions():
             served.unregister(version)
         remove_archive(served.config, archive.name)
+
+
+def test_the_agreement_an_int8_build_needs_by_default_is_the_readmes(capsys):
+    """README: "Below 99% agreement the build stops"; `make archive` (and the library under it) needs that much."""
+    stated = re.search(r"Below (\d+)% agreement the build stops", (REPO_ROOT / "README.md").read_text())
+    with pytest.raises(SystemExit):
+        archive_script.main(["--help"])
+    assert f"top-1 agreement with fp32 needed ({int(stated[1]) / 100})" in " ".join(capsys.readouterr().out.split())
+    assert inspect.signature(publish).parameters["min_agreement"].default == int(stated[1]) / 100

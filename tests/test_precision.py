@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from animals.acceleration import InferenceSettings, resolve_dtype
+from animals.acceleration import InferenceModel, InferenceSettings, resolve_dtype
 from animals.folders import image_files
 from animals.preprocessing import decode_image
 from training.predict import Predictor
@@ -29,6 +29,15 @@ def test_auto_precision_follows_the_hardware():
     assert resolve_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native_bf16 else torch.float32)
     assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
     assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_bf16_computes_in_bf16_and_fp32_in_fp32(tiny_run):
+    """Agreement alone would pass a bf16 that silently ran fp32: the weights and the rounding show which it is."""
+    images = torch.rand(2, 3, 224, 224)
+    fp32, bf16 = InferenceModel(tiny_run, InferenceSettings(precision="fp32")), InferenceModel(tiny_run, BF16)
+    assert {parameter.dtype for parameter in fp32.model.parameters()} == {torch.float32}
+    assert {parameter.dtype for parameter in bf16.model.parameters()} == {torch.bfloat16}
+    assert not torch.equal(fp32(images), bf16(images))
 
 
 def agreement(first: list[int] | torch.Tensor, second: list[int] | torch.Tensor) -> float:
