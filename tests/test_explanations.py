@@ -8,18 +8,20 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from ts.context import RequestProcessor
 
-from animals.explanation import GradCam
+from animals.explanation import GradCam, overlay
 from animals.folders import image_files
 from animals.labels import ANIMALS
 from animals.model import ModelSpec, load_model
-from animals.preprocessing import CROP_SIZE, eval_transform, seen_region
+from animals.preprocessing import CROP_SIZE, decode_image, eval_transform, seen_region
+from scripts import manage
 from tests.shapes import BOXES
-from tests.support import archive_of, handler_context, loaded_handler
+from tests.support import archive_of, handler_context, loaded_handler, run_handler
 
 MIN_MASS_IN_BOX = 0.6
 CELL = 16  # pixels of the model's input per heatmap cell (224 / 14): the map places nothing more finely
@@ -190,3 +192,57 @@ def test_a_batch_mixing_explanations_and_predictions_answers_each_in_kind(model_
     assert list(answers[1]) == [answers[0]["label"], *list(answers[1])[1:]] and len(answers[1]) == 5
     assert json.loads(answers[2])["reason"] == "not_image"
     assert answers[3]["explained_label"] == "dog"
+
+
+def test_each_request_in_a_mixed_batch_gets_its_own_photos_map_and_probability(model_dir_of_tiny_run, samples):
+    """Three different photos explained in one batch, one for a named label, beside a prediction: each answer is
+    the one its photo gets alone, and a named label's probability is that label's, not the top-1's."""
+    handler = loaded_handler(model_dir_of_tiny_run, batch_size=4)
+    photos = [samples[index].read_bytes() for index in (3, 40, 120)]
+    named = list(run_handler(handler, model_dir_of_tiny_run, [photos[1]])[0][0])[1]  # photo 2's second label
+
+    def explanation_request(photo: bytes, label: str | None = None) -> dict:
+        return {"body": bytearray(photo)} | ({"label": bytearray(label.encode())} if label else {})
+
+    alone = []
+    for photo, label in zip(photos, (None, named, None), strict=True):
+        context = handler_context(model_dir_of_tiny_run, 1)
+        context.request_processor = [RequestProcessor({"explain": "True"})]
+        alone.append(handler.handle([explanation_request(photo, label)], context)[0])
+    context = handler_context(model_dir_of_tiny_run, 4)
+    context.request_processor = [RequestProcessor({} if i == 1 else {"explain": "True"}) for i in range(4)]
+    rows = [explanation_request(photos[0]), {"body": bytearray(photos[2])}, explanation_request(photos[1], named)]
+    batched = handler.handle([*rows, explanation_request(photos[2])], context)
+
+    for together, single in zip([batched[0], batched[2], batched[3]], alone, strict=True):
+        assert together["explained_label"] == single["explained_label"] and together["label"] == single["label"]
+        assert torch.allclose(torch.tensor(together["heatmap"]), torch.tensor(single["heatmap"]), atol=0.02)
+        assert together["explained_probability"] == pytest.approx(single["explained_probability"], abs=1e-3)
+    maps = [torch.tensor(answer["heatmap"]) for answer in alone]
+    assert all((maps[i] - maps[j]).abs().max() > 0.1 for i, j in ((0, 1), (0, 2), (1, 2))), "photos too alike"
+    prediction = run_handler(handler, model_dir_of_tiny_run, [photos[1]])[0][0]
+    assert batched[2]["explained_label"] == named and named != batched[2]["label"]
+    assert batched[2]["explained_probability"] == pytest.approx(prediction[named], abs=1e-3)
+    assert batched[1] == run_handler(handler, model_dir_of_tiny_run, [photos[2]])[0][0]
+
+
+def test_the_overlay_colours_the_seen_region_from_blue_to_red_and_nothing_else():
+    photo = Image.new("RGB", (400, 200), (128, 128, 128))
+    heatmap = torch.zeros(14, 14)
+    heatmap[:, 7:] = 1.0  # evidence on the right half of what the model saw
+    pixels = np.asarray(overlay(photo, heatmap, (0.25, 0.0, 0.75, 1.0))).astype(int)
+    assert (pixels[:, :100] == 128).all() and (pixels[:, 300:] == 128).all(), "painted outside the seen region"
+    assert pixels[100, 110].tolist() == [64, 64, 128]  # nothing: half dark blue over the grey
+    assert pixels[100, 290].tolist() == [192, 96, 64]  # most: half red
+
+
+def test_manage_explain_writes_the_photo_with_its_own_map_over_it(served, samples, tmp_path, capsys):
+    photo = samples[60]
+    arguments = ["--config", str(served.config.path), "explain", str(photo), "--label", "dog"]
+    assert manage.main([*arguments, "--output", str(tmp_path / "heat.png")]) == 0
+    answer = served.explain(photo.read_bytes(), label="dog")
+    expected = overlay(decode_image(photo.read_bytes()), torch.tensor(answer["heatmap"]), tuple(answer["region"]))
+    written = Image.open(tmp_path / "heat.png")
+    assert written.format == "PNG" and written.size == expected.size
+    difference = np.abs(np.asarray(written).astype(int) - np.asarray(expected).astype(int))
+    assert difference.max() <= 2 and '"explained_label": "dog"' in capsys.readouterr().out

@@ -60,3 +60,14 @@ def test_handler_timings_and_batch_size_are_exported(served, samples):
     metrics = scrape_when_counted(served, before, 1, 1)
     for name in ("AnimalsPreprocessTime", "AnimalsInferenceTime", "AnimalsBatchSize"):
         assert total(metrics, name, ModelName="animals") > 0, name
+
+
+def test_explanations_are_counted_and_timed(served, samples):
+    before = scrape(served)
+    for photo in samples[:3]:
+        assert "heatmap" in served.explain(photo.read_bytes())
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while delta(after := scrape(served), before, "AnimalsExplanations") < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert delta(after, before, "AnimalsExplanations", ModelName="animals") == 3
+    assert delta(after, before, "AnimalsExplanationTime", ModelName="animals") > 0
