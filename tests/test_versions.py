@@ -281,14 +281,19 @@ def test_unregister_removes_the_archive_unless_asked_to_keep_it(capsys, server, 
     publish(server, trained_run_source(runs["third"]), "2.0")  # 2.0 is free again: a rollout of it would be taken
 
 
-def test_restart_keeps_versions_and_default(server, runs):
-    version, _ = publish(server, trained_run_source(runs["second"]), "2.0")
+def test_restart_keeps_versions_default_and_workers_and_names_what_it_leaves_out(capsys, server, runs):
     client = RestClient(server)
-    client.register(server.archive(version).name, 1, None, None)
+    for run, label in (("second", "2.0"), ("third", "3.0")):
+        publish(server, trained_run_source(runs[run]), label)
+        client.register_version(server.archive(label).name, label, 1)  # the archives ask for two workers
     client.set_default("2.0")
     stop(server)
+    remove_archive(server, server.archive("3.0").name)
+    capsys.readouterr()
     start(server, timeout_s=180)
+    assert f"Version 3.0 is not restored: its archive is no longer in {server.model_store}" in capsys.readouterr().out
     assert client.default_version() == "2.0" and client.versions() == {"1.0", "2.0"}
+    assert len(client.describe("2.0")[0]["workers"]) == 1 and client.describe("2.0")[0]["minWorkers"] == 1
 
 
 @pytest.mark.parametrize("token", ["wrong-token", ""], ids=["wrong", "blank"])
