@@ -1,7 +1,9 @@
 """Test helpers: small real models, a TorchServe config on free loopback ports, and an HTTP client for it."""
 
 import json
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ from benchmarks.load import free_port
 from handler.animals_handler import AnimalsHandler
 from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
-from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config
+from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config, read_properties
 from serving.server import start, stop
 from serving.store import publish
 
@@ -28,14 +30,14 @@ TINY_SPEC = ModelSpec(arch="vgg16", width=1 / 16)
 SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]  # training arguments
 SHAPES_EPOCHS = 12  # the shapes model: 98% on its test split with --lr 0.0005 and --augment whole
 HTTP_TIMEOUT_S = 60
-PORT_KEYS = {
-    "inference_address": "http://127.0.0.1:{}",
-    "management_address": "http://127.0.0.1:{}",
-    "metrics_address": "http://127.0.0.1:{}",
-    "grpc_inference_port": "{}",
-    "grpc_management_port": "{}",
-    "initial_worker_port": "{}",
-}
+PORT_KEYS = (  # what a test's server must move; everything else, hosts included, stays as shipped
+    "inference_address",
+    "management_address",
+    "metrics_address",
+    "grpc_inference_port",
+    "grpc_management_port",
+    "initial_worker_port",
+)
 
 
 def sample_images() -> list[Path]:
@@ -55,21 +57,44 @@ def make_run(run: Path, spec: ModelSpec = TINY_SPEC, seed: int = 0) -> Path:
     return run
 
 
+def copy_of_repository(destination: Path) -> Path:
+    """The repository's files as a clone would have them (plus uncommitted edits, without ignored files), using this
+    checkout's .venv. Place it beside the repository (a sibling folder) when ../shared must be there too."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        if (REPO_ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, destination / name)
+    (destination / ".venv").symlink_to(REPO_ROOT / ".venv")
+    return destination
+
+
 def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) -> ServerConfig:
-    """A copy of the project's config with every port free, so tests never meet `make serve`'s server."""
+    """A copy of the project's config with every port free, so tests never meet `make serve`'s server (`home` may be
+    the source's own folder: then only the ports move)."""
     home.mkdir(parents=True, exist_ok=True)
-    values = {key: template.format(free_port()) for key, template in PORT_KEYS.items()} | overrides
+    shipped = read_properties(source)
+    values = {key: moved_port(shipped.get(key), free_port()) for key in PORT_KEYS} | overrides
     lines = []
     for line in source.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
         lines.append(f"{key}={values.pop(key)}" if key in values else line)
     lines += [f"{key}={value}" for key, value in values.items()]
     (home / "config.properties").write_text("\n".join(lines) + "\n")
-    for companion in ("metrics.yaml", "log4j2.xml"):
-        shutil.copy2(source.parent / companion, home / companion)
+    if home.resolve() != source.parent.resolve():
+        for companion in ("metrics.yaml", "log4j2.xml"):
+            shutil.copy2(source.parent / companion, home / companion)
     config = read_config(home / "config.properties")
     config.model_store.mkdir(exist_ok=True)
     return config
+
+
+def moved_port(value: str | None, port: int) -> str:
+    """A config value with another port: an address keeps its scheme and host as shipped."""
+    return re.sub(r"\d+$", str(port), value) if value else str(port)
 
 
 def archive_of(

@@ -1,6 +1,6 @@
 """`make serve`, `make stop` and `make status` as a user runs them, each on a config of its own: which model answers
 (a run as a version of its own, the same model after a restart, the newest run only when nothing was served yet), a
-worker that cannot start, missing files, a stop that waits for the workers, bounded logs, and the full-size VGG16."""
+worker that cannot start, missing files, a stop that waits for the workers, and bounded logs."""
 
 import os
 import socket
@@ -11,14 +11,13 @@ import psutil
 import pytest
 
 from animals import cli
-from animals.labels import ANIMALS
 from scripts import server as server_script
 from serving import snapshots
 from serving.client import GrpcClient, RestClient
 from serving.config import ServerConfig
 from serving.server import CONSOLE_LOG_LIMIT, processes_of, running_pid
 from tests import hostile
-from tests.support import REPO_ROOT, Client, make_run, write_config
+from tests.support import REPO_ROOT, make_run, write_config
 from training.predict import Predictor
 
 MAKE_TIMEOUT_S = 600
@@ -154,21 +153,6 @@ def test_make_token_the_token_kinds_and_ping_without_a_token(served, capsys):
         assert capsys.readouterr().out.strip() == served.tokens.bearer(kind).removeprefix("Bearer ")
     refused = served.send("GET", f"{served.inference_url}/ping")
     assert refused.status_code == 400 and refused.json()["type"] == "InvalidKeyException"
-
-
-@pytest.mark.slow
-def test_make_serve_serves_full_vgg16_from_vgg16_weights(server, vgg16_weights, samples):
-    env = os.environ | {"VGG16_WEIGHTS": str(vgg16_weights)}
-    out = succeeds(make("serve", server, "IMAGENET=1", env=env))
-    assert f"ImageNet vgg16 with the zero-shot animal head (VGG16_WEIGHTS={vgg16_weights})" in out
-    assert "READY" in out and "Serving version 1.0 of 'animals'" in out
-    client = Client(server)
-    answer = client.post(samples[0].read_bytes())
-    assert answer.status_code == 200 and len(answer.json()) == 5 and set(answer.json()) <= set(ANIMALS)
-    text = client.post(b"a text file\n")
-    assert text.status_code == 400 and "not an image" in text.json()["message"]
-    assert succeeds(make("stop", server)).endswith("TorchServe stopped\n")
-    assert "not running" in succeeds(make("stop", server))
 
 
 def test_make_serve_without_any_weights_names_both_options(server, tmp_path):

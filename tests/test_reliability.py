@@ -149,6 +149,7 @@ def test_a_tampered_archive_is_refused(server, tmp_path, tiny_run, capsys):
 
 
 def test_every_port_listens_on_loopback_only(server):
+    """The test servers keep the shipped hosts (only their ports move): these are config.properties' addresses."""
     frontend = psutil.Process(running_pid(server))
     listening = [c.laddr for c in frontend.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
     assert len(listening) == 5
