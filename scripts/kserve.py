@@ -51,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         process = kserve.start(config, args.protocol, output)
         try:
             kserve.wait_until_ready(config, process)
-            photo = sorted((SAMPLE_IMAGES / "gatto").glob("*.jp*g"))[0]
-            body = example_request(args.protocol, photo, home / f"request-{args.protocol}.json")
+            url = config.inference_url + PATHS[args.protocol]
             print(f"Ready at {config.inference_url} (no token: KServe authenticates at its ingress). Try it:")
-            print(f'  curl -H "Content-Type: application/json" -d @{body} {config.inference_url}{PATHS[args.protocol]}')
+            photos = sorted(SAMPLE_IMAGES.glob("*/*.jp*g"))
+            if photos:
+                body = example_request(args.protocol, photos[0], home / f"request-{args.protocol}.json")
+                print(f'  curl -H "Content-Type: application/json" -d @{body} {url}')
+            else:
+                print(f"  POST a {args.protocol} JSON body of base64 images to {url} (README: Deployment)")
             print("Ctrl-C stops it.")
             process.wait()
         except KeyboardInterrupt:

@@ -79,15 +79,20 @@ def wait_until_ready(config: ServerConfig, process: subprocess.Popen, timeout_s:
     raise UserError(f"the model's workers were not READY within {timeout_s:.0f} s; see {config.log_dir}")
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
     """Stop TorchServe, its frontend and its workers: the whole session `start` made (the torchserve command itself
-    only waits for the frontend, and does not pass signals on)."""
+    only waits for the frontend, and does not pass signals on). Returns once every one of them is gone, so that the
+    ports are free again."""
     for signal_number in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, signal_number)
-            process.wait(timeout=30)
-            return
         except ProcessLookupError:
             return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the torchserve command once it has exited
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
