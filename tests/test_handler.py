@@ -1,5 +1,6 @@
 """The handler as TorchServe's worker drives it: a real archive's files, a real Context, batches of requests."""
 
+import base64
 import json
 import shutil
 import zipfile
@@ -82,14 +83,18 @@ def test_top_k_and_the_decoding_limits_come_from_the_archives_model_config(tmp_p
     shutil.copytree(model_dir, configured)
     settings = yaml.safe_load((configured / "model-config.yaml").read_text())
     limits = {"max_image_pixels": 300 * 300, "max_full_decode_pixels": 200 * 200, "max_aspect_ratio": 3}
+    limits |= {"max_slow_decode_pixels": 50 * 50, "max_images_per_request": 2}
     settings["handler"] |= {"top_k": 3, **limits}
     (configured / "model-config.yaml").write_text(yaml.safe_dump(settings))
+    small = base64.b64encode(corpus.encode(corpus.gradient(150, 150), "PNG")).decode()
     bodies = {
         (200, None): corpus.encode(corpus.gradient(150, 150), "PNG"),
         (400, "too_many_pixels"): corpus.encode(corpus.gradient(250, 250), "PNG"),
         (200, "jpeg"): corpus.encode(corpus.gradient(250, 250), "JPEG"),
         (400, "too_many_pixels jpeg"): corpus.encode(corpus.gradient(350, 350), "JPEG"),
         (400, "extreme_aspect_ratio"): corpus.encode(corpus.gradient(160, 40), "PNG"),
+        (400, "too_many_pixels rle"): hostile.rle8_bmp(60, 60),
+        (413, "too_many_images"): json.dumps({"instances": [small] * 3}).encode(),
     }
     answers, statuses = run_handler(loaded_handler(configured), configured, list(bodies.values()))
     for (status, reason), answer, (answered, _) in zip(bodies, answers, statuses, strict=True):

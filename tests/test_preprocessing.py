@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from animals.errors import BadInput
-from animals.preprocessing import CROP_SIZE, DecodeLimits, decode_image, eval_transform
+from animals.preprocessing import CROP_SIZE, RESIZE_SIZE, DecodeLimits, decode_image, eval_transform
 from tests import corpus
 
 VALID = corpus.valid_images()
@@ -68,3 +68,12 @@ def test_pixel_limit_is_checked_before_decoding():
 def test_real_photos_decode(samples):
     for path in samples[::16]:
         assert decode_image(path.read_bytes()).mode == "RGB"
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1200, 520), (4000, 3000)])
+def test_a_large_jpeg_is_decoded_reduced_but_never_below_the_resize(size):
+    """JPEGs decode straight to 1/2, 1/4 or 1/8 of their size (draft mode), as long as the shorter side stays at
+    least the 256 the resize needs: never upsampled."""
+    image = decode_image(corpus.encode(corpus.gradient(*size), "JPEG"))
+    assert min(image.size) >= RESIZE_SIZE and min(image.size) < 2 * RESIZE_SIZE
+    assert image.size[0] / image.size[1] == pytest.approx(size[0] / size[1], rel=0.02)

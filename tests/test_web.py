@@ -147,6 +147,16 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading(web):
     assert answer.status_code == 413 and "too large" in answer.json()["error"]
 
 
+def test_a_chunked_body_a_server_hands_over_undecoded_gets_411(web):
+    """Waitress de-chunks and declares the length (below); a server that passes the chunks on unmeasured cannot have
+    its size checked, so the upload is refused with a JSON error."""
+    answer = web.post(
+        "/api/predict", b"4\r\ntiny\r\n0\r\n\r\n", content_type="multipart/form-data; boundary=x",
+        CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked",
+    )  # fmt: skip
+    assert answer.status_code == 411 and "Content-Length" in answer.json()["error"]
+
+
 def test_torchserves_4xx_stays_a_4xx(web):
     """A photo TorchServe refuses as too thin answers the page's 400 (TorchServe's reason in words), not a 5xx."""
     answer = upload(web, hostile.thin_png(1, 100_000), url="/api/predict")
