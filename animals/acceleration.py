@@ -127,8 +127,8 @@ class InferenceModel:
         dynamic), and batch 1, which torch specialises."""
         sample = torch.zeros(1, *INPUT_SHAPE)
         if max_batch > 1:
-            batch = self.as_input(sample.expand(2, *INPUT_SHAPE).clone())
-            torch._dynamo.mark_dynamic(batch, 0)
-            with torch.inference_mode():
+            with torch.inference_mode():  # as requests come: an inference tensor outside it would recompile then
+                batch = self.as_input(sample.expand(2, *INPUT_SHAPE).clone())
+                torch._dynamo.mark_dynamic(batch, 0)
                 self.model(batch)
         self(sample)
