@@ -8,9 +8,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import copy_of_repository
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = Path(__file__).with_name("mutants.txt")
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "artifacts", "logs", "__pycache__", "*.mar", ".pytest_cache")
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,10 @@ def read_mutants(path: Path = MUTANTS) -> list[Mutant]:
 
 def tests_fail(tests: list[str], mutant: Mutant | None = None) -> bool:
     """Whether `tests` fail on a copy of the repository with `mutant` applied (None: as it is). The copy sits beside
-    the repository, so that ../shared is there, and uses its .venv."""
+    the repository, so that ../shared is there."""
     copy = Path(tempfile.mkdtemp(prefix="mutant-", dir=REPO_ROOT.parent))
     try:
-        shutil.copytree(REPO_ROOT, copy, ignore=NOT_COPIED, dirs_exist_ok=True)
-        (copy / ".venv").symlink_to(REPO_ROOT / ".venv")
+        copy_of_repository(copy)
         if mutant is not None:
             target = copy / mutant.file
             target.write_text(target.read_text().replace(mutant.text, mutant.replacement, 1))

@@ -56,7 +56,7 @@ def top5_answers(text: str) -> list[dict]:
 @pytest.mark.timeout(STORY_TIMEOUT_S + 60)
 def test_the_readme_runs_as_written_from_serving_through_model_versions(tmp_path, vgg16_weights):
     blocks = story_blocks()
-    script = "set -euo pipefail\n" + "\n".join(blocks)
+    script = "PS4='+ ${SECONDS}s '\nset -euxo pipefail\n" + "\n".join(blocks)  # -x: each command, seconds so far
     assert (
         f"export VGG16_WEIGHTS={WEIGHTS_PLACEHOLDER}" in script
         and "make train DATA=" in script
