@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ import requests
 import torch
 from torchvision.models import vgg16
 
-from benchmarks.load import free_port
 from tests.shapes import write_shapes
 from tests.support import (
     REPO_ROOT,
@@ -21,6 +20,7 @@ from tests.support import (
     SHAPES_EPOCHS,
     SMALL_VGG,
     Client,
+    free_port,
     make_run,
     own_server,
     sample_images,
@@ -33,10 +33,20 @@ SERVER_FIXTURES = {"served", "server", "page_url", "image", "container", "protoc
 SERVER_MODULES = {"test_make_serve", "test_readme", "test_fuzz", "test_container", "test_kserve", "test_bench"}
 
 
+# make test runs two pytest-xdist workers; each takes whole modules (their module fixtures start once), the modules
+# that share the trained shapes model go together (it is trained once), and the longest start first.
+SHAPES_MODULES = {"test_explanations", "test_int8", "test_precision"}
+LONGEST_FIRST = ["test_readme", "test_bench", "test_make_serve", "test_explanations", "test_int8", "test_precision"]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if SERVER_FIXTURES & set(item.fixturenames) or item.module.__name__.rsplit(".", 1)[-1] in SERVER_MODULES:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if SERVER_FIXTURES & set(item.fixturenames) or module in SERVER_MODULES:
             item.add_marker(pytest.mark.server)
+        item.add_marker(pytest.mark.xdist_group("shapes" if module in SHAPES_MODULES else module))
+    order = {module: rank for rank, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(item.module.__name__.rsplit(".", 1)[-1], len(order)))
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +141,19 @@ def page_answers(url: str) -> bool:
         return requests.get(url, timeout=5).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+@pytest.fixture
+def report_figure(record_property) -> Callable[[str], None]:
+    """Keep a measured figure (an agreement, an accuracy table) for the summary at the end of the run: the tests run
+    in pytest-xdist workers, whose own output pytest does not show."""
+    return lambda text: record_property("figure", text)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    reports = [report for kind in ("passed", "failed") for report in terminalreporter.stats.get(kind, [])]
+    figures = [value for report in reports for name, value in report.user_properties if name == "figure"]
+    if figures:
+        terminalreporter.section("measured figures")
+        for text in figures:
+            terminalreporter.write_line(text)

@@ -1,8 +1,11 @@
 """Test helpers: small real models, a TorchServe config on free loopback ports, and an HTTP client for it."""
 
 import json
+import os
+import random
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +19,6 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, build_model
-from benchmarks.load import free_port
 from handler.animals_handler import AnimalsHandler
 from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
@@ -25,6 +27,9 @@ from serving.server import start, stop
 from serving.store import publish
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Ports for the tests' servers: below Linux's ephemeral range (which clients' connections use), a block of its own
+# for each pytest-xdist worker, so that two workers never pick the same port.
+PORT_BLOCK, FIRST_PORT = 5000, 15000
 SAMPLE_DIR = SAMPLE_IMAGES
 TINY_SPEC = ModelSpec(arch="vgg16", width=1 / 16)
 SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]  # training arguments
@@ -38,6 +43,20 @@ PORT_KEYS = (  # what a test's server must move; everything else, hosts included
     "grpc_management_port",
     "initial_worker_port",
 )
+
+
+def free_port() -> int:
+    """A free loopback port in this test process's block (gw0, gw1, ...: one block each)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = FIRST_PORT + PORT_BLOCK * int(worker or 0)
+    for port in random.sample(range(first, first + PORT_BLOCK), PORT_BLOCK):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORT_BLOCK - 1}")
 
 
 def sample_images() -> list[Path]:

@@ -16,10 +16,9 @@ import pytest
 import requests
 
 from animals.errors import UserError
-from benchmarks.load import free_port
 from serving.config import MODEL_NAME, read_properties
 from serving.image import check_docker
-from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, SAMPLE_DIR, archive_of
+from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, SAMPLE_DIR, archive_of, free_port
 from training.predict import Predictor
 
 IMAGE_TAG = "animals-torchserve:test"

@@ -51,7 +51,7 @@ def mass_in_boxes(maps: torch.Tensor, masks: torch.Tensor) -> float:
     return float(((upscaled * masks).sum(dim=(1, 2)) / upscaled.sum(dim=(1, 2)).clamp_min(1e-12)).mean())
 
 
-def test_the_map_falls_on_the_shape_the_model_looks_at(shapes_run, shapes_off_centre, capsys):
+def test_the_map_falls_on_the_shape_the_model_looks_at(shapes_run, shapes_off_centre, report_figure):
     images = image_files(shapes_off_centre)
     model = load_model(ModelSpec.load(shapes_run / "model.json"), shapes_run / "model.pt")
     inputs = torch.stack([eval_transform()(Image.open(path).convert("RGB")) for path in images])
@@ -69,9 +69,10 @@ def test_the_map_falls_on_the_shape_the_model_looks_at(shapes_run, shapes_off_ce
     shares = {"Grad-CAM": mass_in_boxes(maps, masks)} | {
         name: mass_in_boxes(fake, masks) for name, fake in baselines.items()
     }
-    with capsys.disabled():
-        print(f"\n  heatmap mass inside the shape's box, {len(images)} held-out shapes: ")
-        print("  " + ", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
+    report_figure(
+        f"heatmap mass inside the shape's box, {len(images)} held-out shapes: "
+        + ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+    )
     assert float(box_masks(shapes_off_centre, images).mean()) < 0.25  # the shapes cover under a quarter of what is seen
     assert shares["Grad-CAM"] >= MIN_MASS_IN_BOX
     assert all(shares[name] < MIN_MASS_IN_BOX for name in baselines)

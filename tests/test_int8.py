@@ -38,7 +38,7 @@ def quantized(tmp_path_factory, shapes_run) -> Path:
     return folder
 
 
-def test_int8_keeps_fp32_top1_on_the_trained_shapes_model(quantized, shapes_run, shapes_test, capsys):
+def test_int8_keeps_fp32_top1_on_the_trained_shapes_model(quantized, shapes_run, shapes_test, report_figure):
     held_out = image_files(shapes_test)
     fp32 = InferenceModel(shapes_run, InferenceSettings(precision="fp32"))
     compiled = InferenceModel(quantized, INT8)
@@ -47,8 +47,7 @@ def test_int8_keeps_fp32_top1_on_the_trained_shapes_model(quantized, shapes_run,
     agreement = sum(int((fp32(batch).argmax(1) == compiled(batch).argmax(1)).sum()) for batch in batches) / len(
         held_out
     )
-    with capsys.disabled():
-        print(f"\n  int8/fp32 top-1 agreement, small VGG on {len(held_out)} held-out shapes: {agreement:.1%}")
+    report_figure(f"int8/fp32 top-1 agreement, small VGG on {len(held_out)} held-out shapes: {agreement:.1%}")
     assert agreement >= 0.99
     assert dict(torch._dynamo.utils.counters["frames"]) == compiled_at_load, "a request compiled: no warm-up at load"
 

@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from benchmarks.load import free_port
 from serving import kserve
 from serving.client import RestClient
 from serving.config import read_config
 from serving.server import processes_of
-from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, archive_of, copy_of_repository, write_config
+from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, archive_of, copy_of_repository, free_port, write_config
 
 CONCURRENT_REQUESTS, CLIENTS = 200, 16
 READY_TIMEOUT_S = 240

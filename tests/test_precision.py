@@ -44,16 +44,15 @@ def agreement(first: list[int] | torch.Tensor, second: list[int] | torch.Tensor)
     return sum(a == b for a, b in zip(list(first), list(second), strict=True)) / len(first)
 
 
-def test_bf16_keeps_fp32_top1_of_the_trained_shapes_model(shapes_run, shapes_test, capsys):
+def test_bf16_keeps_fp32_top1_of_the_trained_shapes_model(shapes_run, shapes_test, report_figure):
     images = [path.read_bytes() for path in image_files(shapes_test)]
     fp32, bf16 = Predictor(shapes_run), Predictor(shapes_run, settings=BF16)
     figure = agreement([fp32.top1(image) for image in images], [bf16.top1(image) for image in images])
-    with capsys.disabled():
-        print(f"\n  bf16/fp32 top-1 agreement, small VGG on {len(images)} held-out shapes: {figure:.1%}")
+    report_figure(f"bf16/fp32 top-1 agreement, small VGG on {len(images)} held-out shapes: {figure:.1%}")
     assert figure >= MIN_AGREEMENT
 
 
-def test_bf16_keeps_fp32_top1_of_the_zero_shot_grouping_on_real_photos(samples, capsys):
+def test_bf16_keeps_fp32_top1_of_the_zero_shot_grouping_on_real_photos(samples, report_figure):
     """Real ImageNet scores from the EfficientNet-Lite0 stand-in. (Full VGG16 with random weights is no check: it
     answers the same animal for every photo, so any precision agrees with it.)"""
     stand_in = zero_shot_network("efficientnet-lite0")
@@ -62,8 +61,7 @@ def test_bf16_keeps_fp32_top1_of_the_zero_shot_grouping_on_real_photos(samples, 
         fp32 = stand_in.model(inputs).argmax(dim=1)
         bf16 = stand_in.model.to(torch.bfloat16)(inputs.to(torch.bfloat16)).argmax(dim=1)
     figure = agreement(fp32, bf16)
-    with capsys.disabled():
-        print(f"\n  bf16/fp32 top-1 agreement, zero-shot EfficientNet-Lite0 on {len(samples)} photos: {figure:.1%}")
+    report_figure(f"bf16/fp32 top-1 agreement, zero-shot EfficientNet-Lite0 on {len(samples)} photos: {figure:.1%}")
     assert figure >= MIN_AGREEMENT
 
 

@@ -38,10 +38,9 @@ def worker_pids(config: ServerConfig) -> list[int]:
     return [worker["pid"] for worker in RestClient(config).describe()[0]["workers"]]
 
 
-def test_load_with_bad_inputs_answers_every_request_correctly(served, capsys):
+def test_load_with_bad_inputs_answers_every_request_correctly(served, report_figure):
     result = soak(served.config, total=2000, concurrency=16, images=SAMPLE_DIR, deadline_s=300)
-    with capsys.disabled():
-        print(f"\n  load: {result.report()}")
+    report_figure(f"load: {result.report()}")
     assert len(result.outcomes) == 2000
     assert result.by_kind() == {"ok": 2000}
 

@@ -67,10 +67,9 @@ def test_the_zero_shot_archive_answers_exactly_animal_probabilities(tmp_path, vg
 
 
 @pytest.mark.parametrize("network", sorted(zero_shot_report.STAND_INS))
-def test_the_grouping_is_right_on_real_photos(network, capsys):
+def test_the_grouping_is_right_on_real_photos(network, report_figure):
     scores = score_folder(zero_shot_network(network), SAMPLE_DIR)
-    with capsys.disabled():
-        print(f"\n  zero-shot grouping scored with {network}:\n{format_table(scores)}")
+    report_figure(f"zero-shot grouping scored with {network}:\n{format_table(scores)}")
     assert accuracy(scores) >= MIN_ACCURACY
     for animal, score in scores.items():
         assert score.images == 16 and score.right / score.images >= MIN_CLASS_ACCURACY, animal
