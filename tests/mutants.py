@@ -31,17 +31,18 @@ def read_mutants(path: Path = MUTANTS) -> list[Mutant]:
     return mutants
 
 
-def tests_fail(tests: list[str], mutant: Mutant | None = None) -> bool:
-    """Whether `tests` fail on a copy of the repository with `mutant` applied (None: as it is). The copy sits beside
-    the repository, so that ../shared is there."""
+def run_tests(tests: list[str], mutant: Mutant | None = None, workers: int = 0) -> subprocess.CompletedProcess:
+    """`tests` run on a copy of the repository with `mutant` applied (None: as it is), on `workers` pytest-xdist
+    workers (0: in one process). The copy sits beside the repository, so that ../shared is there."""
     copy = Path(tempfile.mkdtemp(prefix="mutant-", dir=REPO_ROOT.parent))
     try:
         copy_of_repository(copy)
         if mutant is not None:
             target = copy / mutant.file
             target.write_text(target.read_text().replace(mutant.text, mutant.replacement, 1))
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-        return subprocess.run(command, cwd=copy, capture_output=True).returncode != 0
+        options = ["-n", str(workers), "--dist", "loadgroup"] if workers else ["-x"]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, *tests]
+        return subprocess.run(command, cwd=copy, capture_output=True, text=True)
     finally:
         shutil.rmtree(copy)
 
@@ -50,13 +51,15 @@ def main() -> int:
     mutants = read_mutants()
     every_test = sorted({test for mutant in mutants for test in mutant.tests})
     print(f"Running the {len(every_test)} named tests on an unchanged copy first", flush=True)
-    if tests_fail(every_test):
+    baseline = run_tests(every_test, workers=2)
+    if baseline.returncode != 0:
+        print(baseline.stdout[-3000:])
         print("They fail without any mutant: fix that first (a failing test kills every mutant)")
         return 1
     survived = []
     for number, mutant in enumerate(mutants, 1):
         print(f"[{number}/{len(mutants)}] {mutant.file}: {mutant.text!r} -> {mutant.replacement!r}", flush=True)
-        if not tests_fail(mutant.tests, mutant):
+        if run_tests(mutant.tests, mutant).returncode == 0:
             survived.append(mutant)
             print("  SURVIVED", flush=True)
     print(f"{len(mutants) - len(survived)} of {len(mutants)} mutants killed")

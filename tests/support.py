@@ -88,6 +88,8 @@ def copy_of_repository(destination: Path) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, destination / name)
     (destination / ".venv").symlink_to(REPO_ROOT / ".venv")
+    for git in (["init", "-q"], ["add", "-A"]):  # a repository itself, so that a test in it can copy it again
+        subprocess.run(["git", *git], cwd=destination, capture_output=True, check=True)
     return destination
 
 
