@@ -65,7 +65,8 @@ def _without_unused_weights(module: torch.fx.GraphModule) -> torch.fx.GraphModul
 
 
 def save(program: torch.export.ExportedProgram, path: Path) -> None:
-    """Save the program so that the same program gives the same bytes (torch writes a random id into each file)."""
+    """Save the program so that the same program gives the same bytes: torch writes an id into each file, drawn at
+    random by some versions (torch 2.14 derives it from the content), which is zeroed here."""
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     with zipfile.ZipFile(buffer) as saved, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as fixed:

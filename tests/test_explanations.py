@@ -4,6 +4,7 @@ and leaves nothing behind."""
 
 import base64
 import json
+import logging
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -247,3 +248,15 @@ def test_manage_explain_writes_the_photo_with_its_own_map_over_it(served, sample
     assert written.format == "PNG" and written.size == expected.size
     difference = np.abs(np.asarray(written).astype(int) - np.asarray(expected).astype(int))
     assert difference.max() <= 2 and '"explained_label": "dog"' in capsys.readouterr().out
+
+
+def test_a_batch_of_explanations_is_counted_as_many(model_dir_of_tiny_run, samples, caplog):
+    """The worker reports its metrics as log lines the frontend turns into Prometheus counters: one line for the
+    batch, counting each of its explanations."""
+    handler = loaded_handler(model_dir_of_tiny_run, batch_size=3)
+    with caplog.at_level(logging.INFO, logger="ts.metrics.caching_metric"):
+        photos = [samples[index].read_bytes() for index in (0, 40, 80)]
+        run_handler(handler, model_dir_of_tiny_run, photos, explain=True)
+    counted = [record.getMessage() for record in caplog.records]
+    counted = [line for line in counted if line.startswith("[METRICS]AnimalsExplanations.")]
+    assert len(counted) == 1 and counted[0].split("|")[0].endswith(":3"), counted
