@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 import torch
+from filelock import FileLock
 from torchvision.models import vgg16
 
 from tests.shapes import write_shapes
@@ -33,10 +34,9 @@ SERVER_FIXTURES = {"served", "server", "page_url", "image", "container", "protoc
 SERVER_MODULES = {"test_make_serve", "test_readme", "test_fuzz", "test_container", "test_kserve", "test_bench"}
 
 
-# make test runs two pytest-xdist workers; each takes whole modules (their module fixtures start once), the modules
-# that share the trained shapes model go together (it is trained once), and the longest start first.
-SHAPES_MODULES = {"test_explanations", "test_int8", "test_precision"}
-LONGEST_FIRST = ["test_readme", "test_bench", "test_make_serve", "test_explanations", "test_int8", "test_precision"]
+# make test runs two pytest-xdist workers (--dist loadscope): each takes whole modules, so that a module's fixtures
+# start once, and the longest modules start first.
+LONGEST_FIRST = ["test_readme", "test_bench", "test_make_serve", "test_explanations", "test_container", "test_training"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,7 +44,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if SERVER_FIXTURES & set(item.fixturenames) or module in SERVER_MODULES:
             item.add_marker(pytest.mark.server)
-        item.add_marker(pytest.mark.xdist_group("shapes" if module in SHAPES_MODULES else module))
     order = {module: rank for rank, module in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: order.get(item.module.__name__.rsplit(".", 1)[-1], len(order)))
 
@@ -90,17 +89,23 @@ def shapes_off_centre(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shapes_run(tmp_path_factory: pytest.TempPathFactory, shapes: Path) -> Path:
+def shapes_run(tmp_path_factory: pytest.TempPathFactory, shapes: Path, testrun_uid: str) -> Path:
     """A small VGG (vgg11, 1/8 of the channels) trained from scratch on the shapes: a model with real margins.
 
     Trained by the CLI in a process of its own, as a user would, so that the same model comes out whatever the tests
-    before it did to this process (torch's thread count, for one, changes the arithmetic).
+    before it did to this process (torch's thread count, for one, changes the arithmetic). Trained once per test run:
+    the first pytest-xdist worker that needs it trains it in the folder the workers share, the others wait for it.
     """
-    run = tmp_path_factory.mktemp("runs") / "shapes"
-    arguments = ["--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--augment", "whole", "--lr", "0.0005"]
-    command = [sys.executable, "-m", "training.train", *SMALL_VGG, *arguments, "--epochs", str(SHAPES_EPOCHS)]
-    trained = subprocess.run([*command, "--output", str(run)], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
+    shared = tmp_path_factory.getbasetemp().parent / f"shapes-{testrun_uid}"
+    shared.mkdir(exist_ok=True)
+    run = shared / "run"
+    with FileLock(shared / "lock"):
+        if not (run / "model.pt").is_file():
+            arguments = ["--data-dir", str(shapes), "--weights", "none", "--unfreeze", "--augment", "whole"]
+            arguments += ["--lr", "0.0005", "--epochs", str(SHAPES_EPOCHS), "--output", str(run)]
+            command = [sys.executable, "-m", "training.train", *SMALL_VGG, *arguments]
+            trained = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+            assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
     return run
 
 

@@ -40,7 +40,7 @@ def run_tests(tests: list[str], mutant: Mutant | None = None, workers: int = 0) 
         if mutant is not None:
             target = copy / mutant.file
             target.write_text(target.read_text().replace(mutant.text, mutant.replacement, 1))
-        options = ["-n", str(workers), "--dist", "loadgroup"] if workers else ["-x"]
+        options = ["-n", str(workers), "--dist", "loadscope"] if workers else ["-x"]
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, *tests]
         return subprocess.run(command, cwd=copy, capture_output=True, text=True)
     finally:
