@@ -64,10 +64,10 @@ train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epoc
 test: $(DEV) ## install everything, then run the whole test suite
 	scripts/ensure_chromium.sh
 	scripts/ensure_docker.sh
-	$(PYTHON) -m pytest -n 2 --dist loadscope
+	$(PYTHON) -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: $(DEV) ## the tests that start no server, container or training run (under 2 minutes)
-	$(PYTHON) -m pytest -n 2 --dist loadscope -m "not server"
+	$(PYTHON) -m pytest -n 2 --dist loadscope --no-loadscope-reorder -m "not server"
 
 mutants: $(DEV) ## apply each break of tests/mutants.txt to a scratch copy and check that its tests catch it
 	$(PYTHON) -m tests.mutants
