@@ -30,8 +30,8 @@ COPY scripts/ scripts/
 COPY webapp/ webapp/
 COPY config.properties model-config.yaml metrics.yaml log4j2.xml ./
 # TorchServe's home in the image: its config and the files it names, model store, logs and key file, in one folder a
-# volume can hold.
-RUN python -m scripts.protos && mkdir -p serve/model_store && cp config.properties metrics.yaml log4j2.xml serve/
+# volume can hold; and the upload page's corrections folder (photos and SQLite database), another.
+RUN python -m scripts.protos && mkdir -p serve/model_store data/corrections && cp config.properties metrics.yaml log4j2.xml serve/
 RUN --mount=type=bind,from=model,target=/model \
     if [ -f /model/model.pt ]; then set -- --run /model; \
     elif ls /model/*.mar >/dev/null 2>&1; then set -- --install /model/*.mar; \

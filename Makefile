@@ -64,6 +64,7 @@ train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epoc
 test: $(DEV) ## install everything, then run the whole test suite
 	scripts/ensure_chromium.sh
 	scripts/ensure_docker.sh
+	scripts/ensure_postgresql.sh
 	$(PYTHON) -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: $(DEV) ## the tests that start no server, container or training run (under 2 minutes)

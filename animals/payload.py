@@ -1,5 +1,6 @@
 """Find the image bytes in one TorchServe request (a raw body, a multipart file, or JSON {"data": base64}), and the
-label an explanation request names in its body (a multipart field or a JSON field "label")."""
+label an explanation request names in its body (a multipart field or a JSON field "label"). Every answer names the
+model version that gave it in a header."""
 
 import base64
 import binascii
@@ -9,6 +10,7 @@ from animals.errors import BadInput
 
 FIELD_NAMES = ("data", "body", "file", "image")
 LABEL_FIELD = "label"
+MODEL_VERSION_HEADER = "X-Model-Version"
 UTF8_BOM = b"\xef\xbb\xbf"
 JSON_WHITESPACE = b" \t\r\n"
 

@@ -25,7 +25,7 @@ from animals.batch import Batch, ExplanationRequest
 from animals.errors import BadInput, RequestError
 from animals.explanation import METHOD, GradCam
 from animals.kserve import DEFAULT_MAX_IMAGES, KServeRequest, kserve_answer, kserve_request
-from animals.payload import image_in, named_label, request_body
+from animals.payload import MODEL_VERSION_HEADER, image_in, named_label, request_body
 from animals.preprocessing import DecodeLimits, decode_image, eval_transform, seen_region
 from animals.serving_metrics import record_batch, record_explanations, stopwatch
 
@@ -200,6 +200,7 @@ class AnimalsHandler(BaseHandler):
             answers[position] = self._error_answer(position, error)
         for position in range(batch.size):
             self.context.set_response_content_type(position, JSON)
+            self.context.set_response_header(position, MODEL_VERSION_HEADER, self.version)
         return answers
 
     def _explanation(

@@ -12,6 +12,7 @@ from functools import cached_property
 import requests
 
 from animals.errors import UserError
+from animals.payload import MODEL_VERSION_HEADER
 from serving.config import ServerConfig, read_keys
 
 TIMEOUT_S = 30
@@ -115,7 +116,14 @@ class RestClient(Versions):
         return self._json("GET", f"{self.inference_url}/ping", "inference")["status"]
 
     def predict(self, image: bytes, version: str | None = None) -> dict[str, float]:
-        return self._json("POST", self._model_url(self.inference_url, "predictions", version), "inference", data=image)
+        return self.predict_and_version(image, version)[0]
+
+    def predict_and_version(self, image: bytes, version: str | None = None) -> tuple[dict[str, float], str]:
+        """The labels, and the version that gave them (the handler's X-Model-Version header): what the default
+        version answered, when no version is named."""
+        url = self._model_url(self.inference_url, "predictions", version)
+        response = self.send("POST", url, "inference", check=True, data=image)
+        return self._decoded(response, url), response.headers.get(MODEL_VERSION_HEADER, version or "unknown")
 
     def explain(self, image: bytes, version: str | None = None, label: str | None = None) -> dict:
         """The Grad-CAM explanation of the top-1 label, or of `label` (see the README's Explanations)."""
@@ -178,7 +186,10 @@ class RestClient(Versions):
         return response
 
     def _json(self, method: str, url: str, key: str = "management", **kwargs) -> object:
-        response = self.send(method, url, key, check=True, **kwargs)
+        return self._decoded(self.send(method, url, key, check=True, **kwargs), url)
+
+    @staticmethod
+    def _decoded(response: requests.Response, url: str) -> object:
         try:
             return response.json()
         except ValueError as error:

@@ -1,15 +1,12 @@
 """Shared fixtures: the sample photos, small VGG-shaped runs (random, and trained on generated shapes), and one real
 TorchServe for the whole session."""
 
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import torch
 from filelock import FileLock
 from torchvision.models import vgg16
@@ -21,8 +18,8 @@ from tests.support import (
     SHAPES_EPOCHS,
     SMALL_VGG,
     Client,
-    free_port,
     make_run,
+    own_page,
     own_server,
     sample_images,
 )
@@ -123,29 +120,16 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator
 
 
 @pytest.fixture(scope="session")
-def page_url(served) -> Iterator[str]:
+def page_corrections(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's upload page keeps corrected photos and its SQLite database."""
+    return tmp_path_factory.mktemp("page") / "corrections"
+
+
+@pytest.fixture(scope="session")
+def page_url(served, page_corrections: Path) -> Iterator[str]:
     """The upload page served as `make web` serves it (waitress), against the session's TorchServe."""
-    port = free_port()
-    env = os.environ | {"TORCHSERVE_CONFIG": str(served.config.path), "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
-    command = [sys.executable, "-m", "webapp.serve", "--listen", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while not page_answers(url):
-            assert server.poll() is None and time.monotonic() < deadline, "the page's server did not start"
-            time.sleep(0.3)
+    with own_page(served.config, page_corrections) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def page_answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -199,3 +202,74 @@ def run_handler(
         context.request_processor = [RequestProcessor({"explain": "True"}) for _ in bodies]
     answers = handler.handle([{"body": bytearray(body)} for body in bodies], context)
     return answers, [context.get_response_status(index) for index in range(len(bodies))]
+
+
+@contextmanager
+def own_page(config: ServerConfig, corrections_dir: Path, **environment: str) -> Iterator[str]:
+    """The upload page served as `make web` serves it (waitress, the database migrated at start) against `config`'s
+    TorchServe, keeping corrections in `corrections_dir` (and the database `environment` names); its URL."""
+    port = free_port()
+    env = os.environ | {
+        "TORCHSERVE_CONFIG": str(config.path),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "CORRECTIONS_DIR": str(corrections_dir),
+        **environment,
+    }
+    command = [sys.executable, "-m", "webapp.serve", "--listen", f"127.0.0.1:{port}"]
+    log = (corrections_dir.parent / f"page-{port}.log").open("wb")
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while not page_answers(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the page's server did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def page_answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def postgresql_bin() -> Path:
+    """The newest PostgreSQL of Debian's packages (scripts/ensure_postgresql.sh installs it)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda path: int(path.parts[-3]))
+    if not found:
+        raise AssertionError("PostgreSQL is not installed: scripts/ensure_postgresql.sh (make test runs it)")
+    return found[-1].parent
+
+
+@contextmanager
+def own_postgresql() -> Iterator[str]:
+    """A real PostgreSQL server in a temporary folder, on a free loopback port, with a database for the corrections;
+    its URL. As root the server runs as the postgres user (initdb refuses root); the folder is removed afterwards."""
+    binaries = postgresql_bin()
+    home = Path(tempfile.mkdtemp(prefix="animals-postgresql-"))  # outside pytest's 0700 temp: the server must reach it
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def run(*command: str) -> None:
+        done = subprocess.run([*as_owner, *command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{' '.join(command)}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
+
+    data = home / "data"
+    run(str(binaries / "initdb"), "-D", str(data), "--auth=trust", "--username=animals", "--no-sync", "-E", "UTF8")
+    options = f"-h 127.0.0.1 -p {port} -k {home} -c fsync=off"
+    run(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "server.log"), "-w", "start")
+    try:
+        run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "animals", "corrections")
+        yield f"postgres://animals@127.0.0.1:{port}/corrections"
+    finally:
+        run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)

@@ -19,9 +19,10 @@ from tests.support import HTTP_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
-def web(served):
+def web(served, tmp_path_factory):
     """Django configured for the test TorchServe (its config, URL and token)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.animals_web.settings")
+    os.environ.setdefault("CORRECTIONS_DIR", str(tmp_path_factory.mktemp("web-corrections")))
     django.setup()
     setup_test_environment()
     try:
@@ -131,7 +132,7 @@ def test_too_many_files_or_fields_get_the_apis_json_error(web, samples):
 
     photo = samples[0].read_bytes()
     files = {f"image{index}": SimpleUploadedFile(f"{index}.jpg", photo, "image/jpeg") for index in range(3)}
-    fields = {f"field{index}": "x" for index in range(50)}
+    fields = {f"field{index}": "x" for index in range(300)}
     for body in (files, fields | {"image": SimpleUploadedFile("p.jpg", photo, "image/jpeg")}):
         answer = web.post("/api/predict", body)
         assert answer.status_code == 400 and "nothing else" in answer.json()["error"]
@@ -215,3 +216,13 @@ def test_a_chunked_upload_within_the_limit_is_answered(page_url, samples, refere
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )  # fmt: skip
     assert chunked.status_code == 200 and chunked.json()["top_label"] == reference.top1(photo)
+
+
+def test_the_page_asks_for_a_correction_on_its_own_only_below_the_threshold(web, samples):
+    with override_settings(CORRECTION_PROMPT_BELOW=0.0):
+        sure = upload(web, samples[0]).content.decode()
+    with override_settings(CORRECTION_PROMPT_BELOW=1.0):
+        unsure = upload(web, samples[0]).content.decode()
+    assert '<details class="correct" id="correct">' in sure and "Not right?" in sure
+    assert '<details class="correct" id="correct" open>' in unsure and "Not sure" in unsure
+    assert "A photo you correct is kept" in sure

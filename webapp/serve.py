@@ -1,5 +1,6 @@
 """Serve the upload page with waitress, a production WSGI server (what `make web` and the image run): it decodes
-chunked uploads, and refuses a body over the upload limit while it is being received (413), never reading it whole."""
+chunked uploads, and refuses a body over the upload limit while it is being received (413), never reading it whole.
+The corrections database is migrated first, so a fresh machine needs no set-up step."""
 
 import argparse
 import os
@@ -15,9 +16,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.animals_web.settings")
     import waitress
     from django.conf import settings
+    from django.core.management import call_command
 
     from webapp.animals_web.wsgi import application
 
+    print(f"Corrections database: {database_name(settings.DATABASES['default'])}; migrating it")
+    call_command("migrate", interactive=False, verbosity=0)
     print(f"The upload page on http://{args.listen} (TorchServe at {settings.TORCHSERVE_URL}); Ctrl-C stops it")
     waitress.serve(
         application,
@@ -26,6 +30,13 @@ def main(argv: list[str] | None = None) -> None:
         max_request_body_size=settings.MAX_REQUEST_BYTES,
         ident="animals-web",
     )
+
+
+def database_name(database: dict) -> str:
+    """Where the corrections are kept, without the password."""
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"SQLite {database['NAME']}"
+    return f"PostgreSQL {database['NAME']} on {database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Settings of the upload page. Safe by default: DEBUG off, CSRF on, hosts from the environment, uploads kept in
-memory only (never written to disk) and limited to TorchServe's own max_request_size."""
+memory only and limited to TorchServe's own max_request_size. Only a photo a user corrects is stored: its file under
+CORRECTIONS_DIR, its corrections in the database (SQLite there, or the PostgreSQL that DATABASE_URL names)."""
 
 import os
 import secrets
+from pathlib import Path
+
+import dj_database_url
 
 from serving.config import DEFAULT_CONFIG, read_config
 
@@ -25,16 +29,36 @@ MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
-# The forms hold one photo, a label and the CSRF token: anything far beyond that is refused (400).
-DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+# The page's forms hold one photo, a label and the CSRF token, and the admin's largest form a page of 100 selected
+# corrections: anything far beyond that is refused (400).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 DATA_UPLOAD_MAX_NUMBER_FILES = 1
 
-INSTALLED_APPS = ["django.contrib.staticfiles", "webapp.classifier"]
+# Corrections: where their photos and the default SQLite database live, how much photo data may be kept, and below
+# which top-1 probability the page asks for a correction on its own.
+CORRECTIONS_DIR = Path(os.environ.get("CORRECTIONS_DIR", Path(__file__).resolve().parents[2] / "data" / "corrections"))
+CORRECTIONS_MAX_BYTES = int(os.environ.get("CORRECTIONS_MAX_BYTES", 2 * 2**30))
+CORRECTION_PROMPT_BELOW = float(os.environ.get("CORRECTION_PROMPT_BELOW", 0.6))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "webapp.classifier",
+    "webapp.corrections",
+]
 MIDDLEWARE = [
     "webapp.classifier.limits.RequestSizeLimit",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 ROOT_URLCONF = "webapp.animals_web.urls"
@@ -42,12 +66,24 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 WSGI_APPLICATION = "webapp.animals_web.wsgi.application"
-DATABASES: dict = {}
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{CORRECTIONS_DIR / 'corrections.sqlite3'}", conn_max_age=60, conn_health_checks=True
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True  # the admin's CSS and scripts, straight from Django's package: no collectstatic step
 USE_TZ = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

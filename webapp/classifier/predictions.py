@@ -14,18 +14,27 @@ from serving import client
 Answer = TypeVar("Answer")
 
 
-class PredictionFailed(Exception):
-    """A prediction that could not be made: the HTTP status to answer with and a message for people."""
+class Refused(Exception):
+    """A request the page cannot serve: the HTTP status to answer with and a message for people."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
+class PredictionFailed(Refused):
+    """TorchServe gave no answer for the photo."""
+
+
 @dataclass
 class Prediction:
     labels: list[tuple[str, float]]
     milliseconds: float
+    version: str
+
+    @property
+    def top_probability(self) -> float:
+        return self.labels[0][1]
 
     @property
     def top_label(self) -> str:
@@ -39,7 +48,8 @@ class Prediction:
         return {
             "labels": dict(self.labels),
             "top_label": self.top_label,
-            "top_probability": self.labels[0][1],
+            "top_probability": self.top_probability,
+            "model_version": self.version,
             "milliseconds": round(self.milliseconds, 1),
         }
 
@@ -56,8 +66,8 @@ def torchserve() -> client.RestClient:
 
 def classify(image: bytes) -> Prediction:
     started = time.perf_counter()
-    labels = ask(lambda torchserve: torchserve.predict(image))
-    return Prediction(list(labels.items()), (time.perf_counter() - started) * 1000)
+    labels, version = ask(lambda torchserve: torchserve.predict_and_version(image))
+    return Prediction(list(labels.items()), (time.perf_counter() - started) * 1000, version)
 
 
 def explain(image: bytes, label: str | None = None) -> dict:

@@ -1,17 +1,20 @@
-"""The upload page and its JSON twin. The photo stays in memory: it is shown back as a data URI, never stored."""
+"""The upload page and its JSON twin. The photo stays in memory: it is shown back as a data URI, never stored (unless
+the user corrects its answer: webapp.corrections)."""
 
 import base64
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from animals.labels import ANIMALS
 from webapp.classifier.forms import ExplainForm, UploadForm
 from webapp.classifier.limits import TOO_LARGE
-from webapp.classifier.predictions import PredictionFailed, classify, explain
+from webapp.classifier.predictions import PredictionFailed, Refused, classify, explain
 
 
 @require_http_methods(["GET", "POST"])
@@ -25,8 +28,10 @@ def index(request: HttpRequest) -> HttpResponse:
     upload = form.cleaned_data["image"]
     image = upload.read()
     try:
-        context["prediction"] = classify(image)
+        context["prediction"] = prediction = classify(image)
         context["image_uri"] = data_uri(image, upload.content_type)
+        context["unsure"] = prediction.top_probability < settings.CORRECTION_PROMPT_BELOW
+        context["animals"] = ANIMALS
     except PredictionFailed as failure:
         context["error"], status = str(failure), failure.status
     return render(request, "classifier/index.html", context, status=status)
@@ -45,7 +50,9 @@ def api_explain(request: HttpRequest) -> JsonResponse:
     return answer_upload(request, ExplainForm, lambda fields: explain(fields["image"].read(), fields["label"] or None))
 
 
-def answer_upload(request: HttpRequest, form_class: type[UploadForm], answer: Callable[[dict], dict]) -> JsonResponse:
+def answer_upload(
+    request: HttpRequest, form_class: type[UploadForm], answer: Callable[[dict], dict], status: int = 200
+) -> JsonResponse:
     """The JSON answer for an upload: the form's fields checked first, every refusal as {"error": ...}."""
     try:
         form = form_class(request.POST, request.FILES)
@@ -58,9 +65,9 @@ def answer_upload(request: HttpRequest, form_class: type[UploadForm], answer: Ca
         errors = [error for field_errors in form.errors.values() for error in field_errors]
         return JsonResponse({"error": " ".join(errors)}, status=invalid_status(form))
     try:
-        return JsonResponse(answer(form.cleaned_data))
-    except PredictionFailed as failure:
-        return JsonResponse({"error": str(failure)}, status=failure.status)
+        return JsonResponse(answer(form.cleaned_data), status=status)
+    except Refused as refusal:
+        return JsonResponse({"error": str(refusal)}, status=refusal.status)
 
 
 def invalid_status(form: UploadForm) -> int:
