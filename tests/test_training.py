@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from animals import cli
+from animals.folders import image_files
 from animals.labels import ANIMALS
 from tests.shapes import write_shapes
 from tests.support import SAMPLE_DIR, SHAPES_EPOCHS, SMALL_VGG
 from training import evaluate, predict, train
-from training.data import make_split
+from training.data import make_split, photos_per_folder
 from training.evaluate import evaluate_run
 
 
@@ -111,6 +112,35 @@ def test_each_class_splits_into_ten_percent_valid_and_test_rounded_half_up(tmp_p
             (data / label / f"{index}.png").write_bytes(b"")
     split = make_split(data)
     assert tuple(len(split.parts[part]) for part in ("train", "valid", "test")) == tuple(2 * size for size in sizes)
+
+
+def test_several_data_dirs_split_each_and_join_with_all_their_classes(tmp_path):
+    extra = tmp_path / "corrections" / "train"
+    for label, count in (("sheep", 7), ("unicorn", 2)):
+        (extra / label).mkdir(parents=True)
+        for index in range(count):
+            shutil.copyfile(next((SAMPLE_DIR / "pecora").iterdir()), extra / label / f"{index}.jpg")
+    split = make_split([SAMPLE_DIR, extra], seed=0)
+    assert split.class_names == sorted([*ANIMALS, "unicorn"])
+    items = [(path, label) for part in split.parts.values() for path, label in part]
+    assert all((split.root / path).is_file() for path, _ in items) and len(items) == 160 + 9
+    from_extra = [split.class_names[label] for path, label in items if "corrections" in path]
+    assert sorted(from_extra) == ["sheep"] * 7 + ["unicorn"] * 2
+    assert photos_per_folder(split, [SAMPLE_DIR, extra]) == {
+        str(SAMPLE_DIR): dict.fromkeys(sorted(ANIMALS), 16), str(extra): {"sheep": 7, "unicorn": 2}
+    }  # fmt: skip
+    sizes = {part: sum(1 for path, _ in items if "corrections" in path) for part, items in split.parts.items()}
+    assert sizes == {"train": 5 + 2, "valid": 1, "test": 1}  # each folder split on its own: 7 is 5/1/1, 2 is 2/0/0
+
+
+def test_a_run_on_two_data_dirs_reports_the_photos_each_gave(tmp_path, shapes):
+    extra = write_shapes(tmp_path / "extra", per_class=3, classes=2, seed=5)
+    run = tmp_path / "run"
+    run_training("--data-dir", str(shapes), str(extra), "--weights", "none", "--epochs", "1", "--output", str(run))
+    counts = metrics(run)["photos_per_data_dir"]
+    assert counts[str(extra)] == {"class_0": 3, "class_1": 3}
+    assert counts[str(shapes)] == {folder.name: len(image_files(folder)) for folder in sorted(shapes.iterdir())
+                                   if folder.is_dir()}  # fmt: skip
 
 
 def test_the_same_seed_gives_the_same_split_and_another_seed_another():

@@ -1,12 +1,15 @@
 """Data sets for training: find the class folders, split them reproducibly, and load images with the serving decoder.
 
 A data directory is the Animals-10 download as it comes (raw-img/ with Italian folder names), any folder of class
-folders, or a folder already split into train/, valid/ (or val/) and test/.
+folders, or a folder already split into train/, valid/ (or val/) and test/. A run may read several (the sample photos
+and the exported corrections, for one).
 """
 
 import math
+import os
 import random
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +32,42 @@ def dataset_root(data_dir: Path) -> Path:
     return data_dir / "raw-img" if (data_dir / "raw-img").is_dir() else data_dir
 
 
-def make_split(data_dir: Path, seed: int = 0) -> Split:
-    """Read a data directory in any of its three layouts into a Split (stratified when not pre-split: held_out_size)."""
+def make_split(data_dirs: Path | Sequence[Path], seed: int = 0) -> Split:
+    """Read data directories, each in any of its three layouts, into one Split (stratified when not pre-split:
+    held_out_size). Several directories (the base photos and exported corrections, say) are split each on its own
+    and joined: the classes are all of theirs, and the paths are relative to the directories' common folder."""
+    folders = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+    splits = [_folder_split(folder, seed) for folder in folders]
+    return splits[0] if len(splits) == 1 else _joined(splits)
+
+
+def photos_per_folder(split: Split, data_dirs: Sequence[Path]) -> dict[str, dict[str, int]]:
+    """How many photos of each class every data directory gave, all parts together."""
+    counts: dict[str, dict[str, int]] = {}
+    for folder in data_dirs:
+        prefix = _relative(dataset_root(folder), split.root)
+        classes = [split.class_names[label] for items in split.parts.values() for path, label in items
+                   if prefix == Path(".") or Path(path).is_relative_to(prefix)]  # fmt: skip
+        counts[str(folder)] = dict(sorted(Counter(classes).items()))
+    return counts
+
+
+def _relative(folder: Path, root: Path) -> Path:
+    return Path(folder).resolve().relative_to(Path(root).resolve())
+
+
+def _joined(splits: list[Split]) -> Split:
+    class_names = sorted({name for split in splits for name in split.class_names})
+    root = Path(os.path.commonpath([split.root.resolve() for split in splits]))
+    parts: dict[str, list[Item]] = {part: [] for part in SPLITS}
+    for split in splits:
+        prefix = _relative(split.root, root)
+        for part, items in split.parts.items():
+            parts[part] += [(str(prefix / path), class_names.index(split.class_names[label])) for path, label in items]
+    return Split(root, class_names, parts)
+
+
+def _folder_split(data_dir: Path, seed: int) -> Split:
     data_dir = dataset_root(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data directory {data_dir} does not exist")

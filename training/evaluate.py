@@ -11,8 +11,9 @@ from animals.errors import UserError
 from animals.preprocessing import eval_transform
 from animals.run import Split, check_run, load_run_model
 from training.data import ImageDataset, dataset_root, skip_unreadable
+from training.progress import EpochResult
 from training.report import classification_summary
-from training.train import EpochResult, evaluate
+from training.train import evaluate
 
 
 def evaluate_run(run: Path, data_dir: Path | None = None, batch_size: int = 32) -> tuple[dict, EpochResult]:

@@ -7,14 +7,13 @@ matplotlib.use("Agg")
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
 
-if TYPE_CHECKING:
-    from animals.run import Split
-    from training.train import EpochResult, Progress
+from animals.run import Split
+from training.data import photos_per_folder
+from training.progress import EpochResult, Progress
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -81,7 +80,7 @@ def plot_training_curves(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def classification_summary(test: "EpochResult", class_names: list[str]) -> dict:
+def classification_summary(test: EpochResult, class_names: list[str]) -> dict:
     """Accuracy, loss, per-class metrics and the confusion matrix of an evaluation."""
     matrix = confusion_matrix(test.labels, test.predictions, len(class_names))
     return {
@@ -93,16 +92,15 @@ def classification_summary(test: "EpochResult", class_names: list[str]) -> dict:
     }
 
 
-def write_report(
-    run: Path, split: "Split", args: argparse.Namespace, progress: "Progress", test: "EpochResult"
-) -> None:
+def write_report(run: Path, split: Split, args: argparse.Namespace, progress: Progress, test: EpochResult) -> None:
     """metrics.json and the two plots, in the run folder."""
     report = classification_summary(test, split.class_names)
     metrics = {
-        "arguments": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "arguments": json.loads(json.dumps(vars(args), default=str)),
         "class_names": split.class_names,
         "split_sha256": split.sha256(),
         "split_sizes": {part: len(items) for part, items in split.parts.items()},
+        "photos_per_data_dir": photos_per_folder(split, args.data_dir),
         "history": progress.history,
         "best_epoch": progress.best_epoch,
         "best_valid_accuracy": round(progress.best_valid_accuracy, 4),

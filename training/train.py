@@ -10,7 +10,7 @@ import json
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -26,8 +26,9 @@ from animals.model import VGG_LAYOUTS, ModelSpec, build_model
 from animals.preprocessing import AUGMENTATIONS, eval_transform, train_transform
 from animals.pretrained import load_imagenet_state_dict
 from animals.run import ARTIFACTS_DIR, Split
-from training.data import ImageDataset, LoadedBatch, make_split, skip_unreadable
+from training.data import ImageDataset, LoadedBatch, make_split, photos_per_folder, skip_unreadable
 from training.features import cached_loader, extract_features
+from training.progress import EpochResult, Progress
 from training.report import write_report
 
 RESUMED_ARGUMENTS = ("epochs",)
@@ -37,7 +38,10 @@ REPLACED_LAYER = "classifier.6."  # the last layer, sized for the classes found
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data-dir", type=Path, help="Animals-10 download, a folder of class folders, or train/valid/test"
+        "--data-dir",
+        type=Path,
+        nargs="+",
+        help="Animals-10 download, a folder of class folders, or train/valid/test; several are trained on together",
     )
     parser.add_argument(
         "--arch", choices=sorted(VGG_LAYOUTS), default="vgg16", help="VGG variant (default: %(default)s)"
@@ -68,15 +72,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="run folder (default: artifacts/ARCH-TIMESTAMP)")
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped run from its checkpoint")
     return parser
-
-
-@dataclass
-class EpochResult:
-    loss: float
-    accuracy: float
-    predictions: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
-    labels: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
-    unreadable: list[str] = field(default_factory=list)
 
 
 def train_one_epoch(
@@ -207,39 +202,10 @@ def resumed_run(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, Spl
         if getattr(args, name) != get_args_parser().get_default(name):
             saved[name] = getattr(args, name)
     resumed = argparse.Namespace(**(saved | {"resume": run, "output": run}))
-    resumed.data_dir, resumed.output = Path(resumed.data_dir), Path(resumed.output)
+    folders = resumed.data_dir if isinstance(resumed.data_dir, list) else [resumed.data_dir]  # runs made before several were allowed
+    resumed.data_dir, resumed.output = [Path(folder) for folder in folders], Path(resumed.output)
     (run / "args.json").write_text(json.dumps(vars(resumed), default=str, indent=2) + "\n")
     return resumed, run, Split.load(run / "split.json")
-
-
-@dataclass
-class Progress:
-    """What a run has done so far; saved in checkpoint.pt so that --resume continues where it stopped."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_valid_accuracy: float = -1.0
-    history: list[dict] = field(default_factory=list)
-    unreadable: set[str] = field(default_factory=set)
-
-    def record(self, epoch: int, train: EpochResult, valid: EpochResult, seconds: float) -> bool:
-        """Add an epoch to the history; True when its validation accuracy is the best so far."""
-        self.epoch = epoch
-        self.unreadable |= set(train.unreadable) | set(valid.unreadable)
-        self.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": round(train.loss, 4),
-                "train_accuracy": round(train.accuracy, 4),
-                "valid_loss": round(valid.loss, 4),
-                "valid_accuracy": round(valid.accuracy, 4),
-                "seconds": round(seconds, 2),
-            }
-        )
-        if valid.accuracy <= self.best_valid_accuracy:
-            return False
-        self.best_valid_accuracy, self.best_epoch = valid.accuracy, epoch
-        return True
 
 
 def fit(
@@ -309,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         start_run_folder(run, split, args)
     counts = {part: len(items) for part, items in split.parts.items()}
     print(f"Run {run}: {len(split.class_names)} classes, {counts} images, {args.arch} on {device}")
+    for folder, classes in photos_per_folder(split, args.data_dir).items():
+        print(f"  from {folder}: {sum(classes.values())} photos ({', '.join(f'{k} {v}' for k, v in classes.items())})")
     spec.save(run / "model.json")
     write_index_to_name(split.class_names, run / "index_to_name.json")
     progress, checkpoint = load_checkpoint(run, model) if args.resume else (Progress(), None)
