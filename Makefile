@@ -20,7 +20,7 @@ BASE_IMAGE ?=
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve stop status token archive train test test-fast mutants kserve web lint format soak bench image base-image fuzz
+.PHONY: help install serve stop status token archive train test test-fast mutants kserve web export-corrections lint format soak bench image base-image fuzz
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ mutants: $(DEV) ## apply each break of tests/mutants.txt to a scratch copy and c
 
 kserve: $(RUNTIME) ## run deploy/kserve's config locally on loopback, as KServe's runtime does (PROTOCOL=v1|v2)
 	$(PYTHON) -m scripts.kserve --config $(CONFIG) $(if $(PROTOCOL),--protocol $(PROTOCOL))
+
+export-corrections: $(RUNTIME) ## the corrected photos as class folders: data/corrections-export/{train,check} (OUT=dir)
+	$(PYTHON) -m webapp.manage export_corrections $(OUT)
 
 web: $(RUNTIME) ## the upload page on http://127.0.0.1:8000, against the TorchServe of make serve
 	$(PYTHON) -m webapp.serve

@@ -16,7 +16,7 @@ from animals.explanation import overlay
 from animals.preprocessing import decode_image
 from serving.archive import Record
 from serving.client import connect
-from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
+from serving.config import CORRECTIONS_EXPORT, DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
 from serving.rollout import retire, rollback, rollout, switch_default
 from serving.store import install_archive
 
@@ -67,6 +67,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     roll.add_argument("--min-agreement", type=float, default=0.9, help="top-1 agreement needed (default: %(default)s)")
     roll.add_argument("--workers", type=int, default=1, help="workers to serve it (default: %(default)s)")
+    roll.add_argument(
+        "--check-set",
+        type=Path,
+        nargs="+",
+        help="class folders of photos to score the new and the current version on (default: the exported "
+        f"corrections not trained on, {CORRECTIONS_EXPORT / 'check'}, and the sample photos, those that exist)",
+    )
+    roll.add_argument(
+        "--force", action="store_true", help="promote even when the new version scores worse on the check set"
+    )
     commands.add_parser("rollback", help="make the previous default version the default again")
     return parser
 
@@ -125,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "explain":
         explain(client, args)
     elif args.command == "rollout":
-        rollout(client, config, args.archive, args.images, args.expected, args.min_agreement, args.workers)
+        check_set = args.check_set or [f for f in (CORRECTIONS_EXPORT / "check", SAMPLE_IMAGES) if f.is_dir()]
+        rollout(
+            client, config, args.archive, args.images, args.expected, args.min_agreement, args.workers, check_set,
+            args.force,
+        )  # fmt: skip
     elif args.command == "rollback":
         rollback(client, config)
     return 0

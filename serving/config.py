@@ -15,6 +15,8 @@ DEFAULT_CONFIG = Path(os.environ.get("TORCHSERVE_CONFIG") or REPO_ROOT / "config
 MODEL_NAME = "animals"
 MODEL_CONFIG = REPO_ROOT / "model-config.yaml"
 SAMPLE_IMAGES = REPO_ROOT.parent / "shared" / "data" / "animals10-sample"
+# Where the web app's corrections are exported as class folders: train/ for `make train`, check/ for rollout.
+CORRECTIONS_EXPORT = REPO_ROOT / "data" / "corrections-export"
 
 
 @dataclass(frozen=True)

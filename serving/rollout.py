@@ -1,8 +1,9 @@
 """Roll a new model version out behind the current default, or roll back to the previous default.
 
 rollout: register the new version beside the default, send it the sample images, check every answer is well formed
-(and, given expected labels, that enough top-1 labels agree), then make it the default. When a check fails, the new
-version is unregistered and the old default keeps serving.
+(and, given expected labels, that enough top-1 labels agree), score it against the current default on a check set of
+labelled photos (serving.check_set), then make it the default. When a check fails, the new version is unregistered
+and the old default keeps serving.
 """
 
 import json
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from animals.errors import UserError
 from animals.folders import photos_in
 from animals.labels import english_name
+from serving.check_set import labelled_photos, score, shortfalls, table
 from serving.client import TorchServeError
 from serving.config import ServerConfig
 from serving.history import previous_default, push_history
@@ -31,9 +33,14 @@ def rollout(
     expected: str | None,
     min_agreement: float,
     workers: int = 1,
+    check_set: list[Path] | None = None,
+    force: bool = False,
 ) -> str:
-    """Register `archive` with `workers` workers, check it and promote it; return the new default version."""
+    """Register `archive` with `workers` workers, check it and promote it; return the new default version. With a
+    check set, it is promoted only when it scores no worse than the current default there (check_set), unless
+    `force`."""
     samples = photos_in(images)
+    checked = labelled_photos(check_set) if check_set else []
     labels = expected_labels(expected, samples, images) if expected else None
     current = client.default_version()
     version = archive_version(archive)
@@ -56,6 +63,8 @@ def rollout(
             check_answers(answers, archive_labels(archive))
             if labels is not None:
                 check_agreement(answers, labels, images, min_agreement)
+            if checked:
+                compare_on_check_set(client, current, version, checked, force, answers)
         except (CheckFailed, TorchServeError) as failure:
             print(f"Check failed: {failure}")
             raise UserError(stopped) from failure
@@ -73,6 +82,23 @@ def ask(client, version: str, samples: list[Path]) -> dict[Path, object]:
     """The new version's answer to every sample image."""
     progress = tqdm(samples, desc=f"asking version {version}", unit="image", leave=False, disable=None)
     return {path: client.predict(path.read_bytes(), version) for path in progress}
+
+
+def compare_on_check_set(
+    client, current: str, version: str, photos: list[tuple[Path, str]], force: bool, answers: dict[Path, dict]
+) -> None:
+    """Score both versions on the check set (the new one's `answers` reused) and print them per class; stop unless
+    the new one is no worse."""
+    print(f"Scoring versions {current} and {version} on the check set ({len(photos)} photos)")
+    now, new = score(client, current, photos), score(client, version, photos, answers)
+    print(table(now, new, photos))
+    reasons = shortfalls(now, new, photos)
+    if reasons and not force:
+        raise CheckFailed("; ".join(reasons))
+    if reasons:
+        print(f"--force: promoting version {version} although {'; '.join(reasons)}")
+    else:
+        print(f"Version {version} is at least as accurate as {current} overall and on every class")
 
 
 def switch_default(client, config: ServerConfig, version: str) -> str:

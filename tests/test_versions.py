@@ -229,6 +229,33 @@ def test_rollout_with_expected_labels_then_two_rollbacks_swap_back(capsys, serve
         assert code == 0 and client.default_version() == expected_default, out
 
 
+def labelled_by(run: Path, folder: Path) -> Path:
+    """The sample photos in class folders named after `run`'s own top-1 answers: a check set it gets all right."""
+    reference = Predictor(run)
+    for photo in SAMPLE_DIR.glob("*/*"):
+        (folder / reference.top1(photo.read_bytes())).mkdir(parents=True, exist_ok=True)
+        (folder / reference.top1(photo.read_bytes()) / f"{photo.parent.name}-{photo.name}").symlink_to(photo)
+    return folder
+
+
+def test_rollout_of_a_version_worse_on_the_check_set_is_refused_with_per_class_figures(capsys, server, runs, tmp_path):
+    check_set = labelled_by(runs["first"], tmp_path / "check")
+    archive = archive_of(runs["third"], tmp_path / "worse.mar", "3.0")
+    out = assert_rollout_stopped(capsys, server, archive, "--check-set", str(check_set))
+    assert "Scoring versions 1.0 and 3.0 on the check set (160 photos)" in out
+    assert re.search(r"^all +160 +160 \(100\.0%\) +\d+ \(\d+\.\d%\)$", out, re.MULTILINE), out
+    assert re.search(r"Check failed: version 3.0 answers \d+ of 160 photos right, version 1.0 160", out), out
+
+
+def test_force_promotes_a_worse_version_and_says_what_it_overrides(capsys, server, runs, tmp_path):
+    check_set = labelled_by(runs["first"], tmp_path / "check")
+    archive = archive_of(runs["third"], tmp_path / "worse.mar", "3.0")
+    arguments = ("rollout", str(archive), "--images", str(SAMPLE_DIR), "--check-set", str(check_set), "--force")
+    code, out, _ = run_cli(capsys, server, *arguments)
+    assert code == 0 and "--force: promoting version 3.0 although version 3.0 answers" in out
+    assert RestClient(server).default_version() == "3.0"
+
+
 # What a version label means.
 
 

@@ -1,4 +1,4 @@
-"""python -m webapp.manage export_corrections DIR: the corrected photos as class folders (DIR/train, DIR/check)."""
+"""python -m webapp.manage export_corrections [DIR]: the corrected photos as class folders (DIR/train, DIR/check)."""
 
 from datetime import datetime
 from pathlib import Path
@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from animals.errors import UserError
+from serving.config import CORRECTIONS_EXPORT
 from webapp.corrections.export import export
 
 
@@ -17,7 +18,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("folder", type=Path, metavar="DIR")
+        parser.add_argument(
+            "folder", type=Path, metavar="DIR", nargs="?", default=CORRECTIONS_EXPORT, help="(default: %(default)s)"
+        )
         parser.add_argument("--since", type=date_or_time, help="only photos corrected at or after this ISO date")
         parser.add_argument(
             "--check-share", type=float, default=0.2, help="share of photos kept out for checking (default: 0.2)"
