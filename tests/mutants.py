@@ -1,6 +1,7 @@
 """Apply each mutant of tests/mutants.txt to a scratch copy of the repository, run only its tests there, and report
 which survived (make mutants). Not part of make test: tests/test_mutants.py checks the list itself."""
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,14 @@ def run_tests(tests: list[str], mutant: Mutant | None = None, workers: int = 0) 
         shutil.rmtree(copy)
 
 
-def main() -> int:
-    mutants = read_mutants()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__)
+    parser.add_argument("--file", help="only the mutants of files whose path contains this text (default: all)")
+    args = parser.parse_args(argv)
+    mutants = [mutant for mutant in read_mutants() if args.file is None or args.file in mutant.file]
+    if not mutants:
+        print(f"no mutant of a file matching {args.file!r} in {MUTANTS}")
+        return 1
     every_test = sorted({test for mutant in mutants for test in mutant.tests})
     print(f"Running the {len(every_test)} named tests on an unchanged copy first", flush=True)
     baseline = run_tests(every_test, workers=2)

@@ -62,6 +62,7 @@ def page(served, database, tmp_path_factory) -> Iterator[Page]:
 def test_a_correction_keeps_the_photo_once_with_what_torchserve_answered(page, samples, served):
     photo = samples[0].read_bytes()
     labels, version = served.predict_and_version(photo)
+    assert version == served.default_version()  # the handler's X-Model-Version header
     first = page.correct(photo, "sheep", answered_label="cat", model_version="9.9")  # the client's word is ignored
     assert first.status_code == 201, first.text
     answer = first.json()

@@ -202,7 +202,8 @@ def resumed_run(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, Spl
         if getattr(args, name) != get_args_parser().get_default(name):
             saved[name] = getattr(args, name)
     resumed = argparse.Namespace(**(saved | {"resume": run, "output": run}))
-    folders = resumed.data_dir if isinstance(resumed.data_dir, list) else [resumed.data_dir]  # runs made before several were allowed
+    saved_dirs = resumed.data_dir  # one folder in runs made before several were allowed
+    folders = saved_dirs if isinstance(saved_dirs, list) else [saved_dirs]
     resumed.data_dir, resumed.output = [Path(folder) for folder in folders], Path(resumed.output)
     (run / "args.json").write_text(json.dumps(vars(resumed), default=str, indent=2) + "\n")
     return resumed, run, Split.load(run / "split.json")
