@@ -96,12 +96,22 @@ def copy_of_repository(destination: Path) -> Path:
     return destination
 
 
-def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) -> ServerConfig:
-    """A copy of the project's config with every port free, so tests never meet `make serve`'s server (`home` may be
-    the source's own folder: then only the ports move)."""
+def write_config(home: Path, source: Path = DEFAULT_CONFIG, with_store: bool = True, **overrides: str) -> ServerConfig:
+    """A copy of a config (the project's, by default) with every port free, so tests never meet `make serve`'s server
+    (`home` may be the source's own folder: then only the ports move). Addresses that share a port as shipped share
+    their new one; the model store is created unless `with_store` is False."""
     home.mkdir(parents=True, exist_ok=True)
     shipped = read_properties(source)
-    values = {key: moved_port(shipped.get(key), free_port()) for key in PORT_KEYS} | overrides
+    new_ports: dict[str, int] = {}
+
+    def moved(key: str) -> str:
+        value = shipped.get(key)
+        if value is None:
+            return str(free_port())
+        port = re.search(r"\d+$", value).group()
+        return re.sub(r"\d+$", str(new_ports.setdefault(port, free_port())), value)
+
+    values = {key: moved(key) for key in PORT_KEYS} | overrides
     lines = []
     for line in source.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
@@ -112,13 +122,19 @@ def write_config(home: Path, source: Path = DEFAULT_CONFIG, **overrides: str) ->
         for companion in ("metrics.yaml", "log4j2.xml"):
             shutil.copy2(source.parent / companion, home / companion)
     config = read_config(home / "config.properties")
-    config.model_store.mkdir(exist_ok=True)
+    if with_store:
+        config.model_store.mkdir(exist_ok=True)
     return config
 
 
-def moved_port(value: str | None, port: int) -> str:
-    """A config value with another port: an address keeps its scheme and host as shipped."""
-    return re.sub(r"\d+$", str(port), value) if value else str(port)
+# Set by `make test` or a user's shell, and read by the commands a test runs as a user would (make, the README's
+# blocks): they start without them.
+OUTSIDE_SETTINGS = ("TORCHSERVE_CONFIG", "VGG16_WEIGHTS", "ANIMALS_ARTIFACTS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+
+
+def environment_of_a_new_shell() -> dict[str, str]:
+    """This process's environment without OUTSIDE_SETTINGS."""
+    return {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
 
 
 def archive_of(

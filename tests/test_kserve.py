@@ -21,7 +21,14 @@ from serving import kserve
 from serving.client import RestClient
 from serving.config import read_config
 from serving.server import processes_of
-from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, archive_of, copy_of_repository, free_port, write_config
+from tests.support import (
+    HTTP_TIMEOUT_S,
+    REPO_ROOT,
+    archive_of,
+    copy_of_repository,
+    environment_of_a_new_shell,
+    write_config,
+)
 
 CONCURRENT_REQUESTS, CLIENTS = 200, 16
 READY_TIMEOUT_S = 240
@@ -36,16 +43,10 @@ def protocol_server(request, tmp_path_factory, tiny_run):
     repo = copy_of_repository(work / "repo")
     (work / "shared").symlink_to(REPO_ROOT.parent / "shared")  # the sample photos of the example request
     kserve_config = repo / "deploy" / "kserve" / "config.properties"
-    ports = {f":{port}": f":{free_port()}" for port in (8085, 8082)} | {
-        f"={p}": f"={free_port()}" for p in (7070, 7071)
-    }
-    text = kserve_config.read_text()
-    for shipped, moved in ports.items():
-        text = text.replace(shipped, moved)
-    kserve_config.write_text(text)
+    write_config(kserve_config.parent, kserve_config, with_store=False)
     store = write_config(work / "store")
     archive_of(tiny_run, store.archive("1.0"))
-    environment = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MAKELEVEL")}
+    environment = environment_of_a_new_shell()
     command = ["make", "--no-print-directory", "kserve", f"PROTOCOL={request.param}", f"CONFIG={store.path}"]
     make = subprocess.Popen(
         command, cwd=repo, env=environment | {"ANIMALS_ARTIFACTS": str(work / "artifacts")},

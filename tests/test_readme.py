@@ -4,7 +4,6 @@ what a user brings: the ImageNet VGG16 file that the Serving block names (random
 ports in place of the config's (a server of the user's may hold those). Everything else is the README's own."""
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,14 +14,12 @@ from animals.labels import ANIMALS
 from serving.client import RestClient
 from serving.config import read_config
 from serving.server import stop
-from tests.support import REPO_ROOT, copy_of_repository, write_config
+from tests.support import REPO_ROOT, copy_of_repository, environment_of_a_new_shell, write_config
 
 STORY = ("Serving", "Model versions and management")  # the first and the last section the story runs through
 WEIGHTS_PLACEHOLDER = "/path/to/vgg16-397923af.pth"
 URL_KEYS = ("inference_address", "management_address", "metrics_address")
 STORY_TIMEOUT_S = 1500
-# Set by `make test` or a user's shell, and read by the commands the story runs: the story starts without them.
-OUTSIDE_SETTINGS = ("TORCHSERVE_CONFIG", "VGG16_WEIGHTS", "ANIMALS_ARTIFACTS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 
 
 def readme_sections() -> list[tuple[str, str]]:
@@ -69,7 +66,7 @@ def test_the_readme_runs_as_written_from_serving_through_model_versions(tmp_path
     for key in URL_KEYS:
         script = script.replace(shipped.properties[key].split("//")[1], config.properties[key].split("//")[1])
     script = script.replace(WEIGHTS_PLACEHOLDER, str(vgg16_weights))
-    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE_SETTINGS}
+    env = environment_of_a_new_shell()
     try:
         shell = subprocess.run(
             ["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=STORY_TIMEOUT_S

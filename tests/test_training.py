@@ -51,8 +51,8 @@ def test_evaluate_reproduces_the_test_metrics(shapes_run):
 
 
 def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, shapes_run):
-    """Both start from the scratch run's features, frozen, on fresh shapes with 100 validation images."""
-    shapes = write_shapes(tmp_path / "shapes", per_class=100, seed=1)
+    """Both start from the scratch run's features, frozen, on fresh shapes with 60 validation images."""
+    shapes = write_shapes(tmp_path / "shapes", per_class=60, seed=1)
     common = [
         "--data-dir",
         str(shapes),
