@@ -41,12 +41,15 @@ def record_correction(photo: bytes, correct_label: str, source: str) -> Correcti
 def save(photo: bytes, kind: str, correct_label: str, prediction: Prediction, source: str) -> Correction:
     digest = photos.digest(photo)
     with transaction.atomic():
-        kept = Photo.objects.select_for_update().filter(digest=digest).first()
-        if kept is None:
+        if not Photo.objects.filter(digest=digest).exists():
             used = Photo.objects.aggregate(total=Sum("size"))["total"] or 0
             if used + len(photo) > settings.CORRECTIONS_MAX_BYTES:
                 raise StorageFull(settings.CORRECTIONS_MAX_BYTES)
-            kept = Photo.objects.create(digest=digest, kind=kind, size=len(photo), label=correct_label)
+        # get_or_create: the same new photo corrected twice at once is still one row
+        kept, created = Photo.objects.get_or_create(
+            digest=digest, defaults={"kind": kind, "size": len(photo), "label": correct_label}
+        )
+        if created:
             photos.save(photo, kept.file_name)
         else:
             kept.label = correct_label  # the latest correction wins
