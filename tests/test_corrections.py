@@ -80,6 +80,8 @@ def test_a_correction_keeps_the_photo_once_with_what_torchserve_answered(page, s
     exported = page.corrections_dir.parent / "export"
     page.manage("export_corrections", str(exported), "--check-share", "0")
     assert [path.relative_to(exported) for path in exported.rglob("*.jpg")] == [Path("train/cow", stored.name)]
+    page.manage("export_corrections", str(exported), "--since", "2999-01-01")  # replaces the earlier export
+    assert not list(exported.rglob("*.jpg"))
 
 
 @pytest.mark.parametrize(
