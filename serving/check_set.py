@@ -3,6 +3,7 @@ candidate may be promoted: at least as many right overall, and on no class of MI
 worse by more than CLASS_SLACK photos."""
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from animals.folders import class_folders, image_files
 
 MIN_CLASS_PHOTOS = 5
 CLASS_SLACK = 1
+IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,23 @@ def labelled_photos(folders: list[Path]) -> list[tuple[Path, str]]:
     return photos
 
 
+def answers_of(client, version: str, paths: list[Path], description: str) -> dict[Path, dict]:
+    """`version`'s answer to every photo, IN_FLIGHT requests at a time: every worker busy, and TorchServe batches."""
+    pool = ThreadPoolExecutor(IN_FLIGHT)
+    try:
+        answers = pool.map(lambda path: client.predict(path.read_bytes(), version), paths)
+        progress = tqdm(answers, total=len(paths), desc=description, unit="photo", leave=False, disable=None)
+        return dict(zip(paths, progress, strict=True))
+    finally:
+        pool.shutdown(cancel_futures=True)  # the first error stops the rest
+
+
 def score(client, version: str, photos: list[tuple[Path, str]], known: dict[Path, dict] | None = None) -> Score:
     """How many photos of each class `version` answers right (top-1); `known` answers are not asked again."""
-    right: Counter = Counter()
     known = known or {}
-    for path, label in tqdm(photos, desc=f"scoring version {version}", unit="photo", leave=False, disable=None):
-        answer = known.get(path) or client.predict(path.read_bytes(), version)
-        right[label] += next(iter(answer)) == label
-    return Score(version, right)
+    unknown = list(dict.fromkeys(path for path, _ in photos if path not in known))
+    answers = known | answers_of(client, version, unknown, f"scoring version {version}")
+    return Score(version, Counter(label for path, label in photos if next(iter(answers[path])) == label))
 
 
 def shortfalls(current: Score, candidate: Score, photos: list[tuple[Path, str]]) -> list[str]:

@@ -9,12 +9,10 @@ and the old default keeps serving.
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from animals.errors import UserError
 from animals.folders import photos_in
 from animals.labels import english_name
-from serving.check_set import labelled_photos, score, shortfalls, table
+from serving.check_set import answers_of, labelled_photos, score, shortfalls, table
 from serving.client import TorchServeError
 from serving.config import ServerConfig
 from serving.history import previous_default, push_history
@@ -58,7 +56,7 @@ def rollout(
             print(f"Registration failed: {failure}")
             raise UserError(stopped) from failure
         try:
-            answers = ask(client, version, samples)
+            answers = answers_of(client, version, samples, f"asking version {version}")
             print(f"Checking {len(answers)} answers of version {version}")
             check_answers(answers, archive_labels(archive))
             if labels is not None:
@@ -76,12 +74,6 @@ def rollout(
             if not was_in_store:
                 remove_archive(config, name)
     return version
-
-
-def ask(client, version: str, samples: list[Path]) -> dict[Path, object]:
-    """The new version's answer to every sample image."""
-    progress = tqdm(samples, desc=f"asking version {version}", unit="image", leave=False, disable=None)
-    return {path: client.predict(path.read_bytes(), version) for path in progress}
 
 
 def compare_on_check_set(
