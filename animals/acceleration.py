@@ -6,52 +6,16 @@ compiled. The handler, offline prediction and the benchmark's in-process referen
 InferenceModel, so they run it the same way.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from animals import quantization
+from animals.inference_settings import InferenceSettings, cpu_has_native_bf16
 from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 INPUT_SHAPE = (3, 224, 224)
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """The handler section of model-config.yaml that says how to run the model."""
-
-    precision: str = "auto"
-    channels_last: bool = True
-    compile: bool = False  # torch.compile (inductor, freezing) for fp32 and bf16; int8 is always compiled
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
-
-    @classmethod
-    def from_config(cls, section: dict) -> "InferenceSettings":
-        settings = cls(
-            precision=str(section.get("precision", cls.precision)),
-            channels_last=bool(section.get("channels_last", cls.channels_last)),
-            compile=bool(section.get("compile", cls.compile)),
-            threads=int(section.get("threads", cls.threads)),
-        )
-        if settings.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings.precision!r}")
-        return settings
-
-    @property
-    def compiled(self) -> bool:
-        return self.compile or self.precision == "int8"
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    try:
-        flags = cpuinfo.read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in BF16_CPU_FLAGS)
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:

@@ -26,9 +26,9 @@ from benchmarks.baseline_server import baseline_level
 from benchmarks.load import predict_sender, read_photos
 from benchmarks.plot import write_plot
 from benchmarks.report import markdown, ratios
-from serving.archive import Record
 from serving.client import GrpcClient, RestClient
 from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
+from serving.record import Record
 from serving.store import archive_settings, extract_model
 
 PEER_IMAGES = 32

@@ -7,7 +7,8 @@ from statistics import median
 
 import torch
 
-from animals.acceleration import InferenceModel, InferenceSettings
+from animals.acceleration import InferenceModel
+from animals.inference_settings import InferenceSettings
 from animals.preprocessing import decode_image, eval_transform
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from animals.acceleration import InferenceModel, InferenceSettings, cpu_has_native_bf16
+from animals.acceleration import InferenceModel
+from animals.inference_settings import InferenceSettings, cpu_has_native_bf16
 from animals.model import ModelSpec, load_model
 
 BATCH = 8

@@ -15,8 +15,9 @@ from benchmarks.load import LoadResult, run_load
 from serving.archive import ModelSource
 from serving.client import RestClient
 from serving.config import ServerConfig
+from serving.publish import publish
 from serving.server import running_pid
-from serving.store import archive_settings, publish, remove_archive
+from serving.store import archive_settings, remove_archive
 
 # The benchmark's temporary versions are labelled bench-int8, bench-bf16, bench-fp32: never a label a user builds
 # (`make archive` numbers its labels), and removed with their archives afterwards.

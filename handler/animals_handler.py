@@ -20,10 +20,11 @@ import torch
 from PIL import Image
 from ts.torch_handler.base_handler import BaseHandler
 
-from animals.acceleration import InferenceModel, InferenceSettings, effective_precision
+from animals.acceleration import InferenceModel, effective_precision
 from animals.batch import Batch, ExplanationRequest
 from animals.errors import BadInput, RequestError
 from animals.explanation import METHOD, GradCam
+from animals.inference_settings import InferenceSettings
 from animals.kserve import DEFAULT_MAX_IMAGES, KServeRequest, kserve_answer, kserve_request
 from animals.payload import MODEL_VERSION_HEADER, image_in, named_label, request_body
 from animals.preprocessing import DecodeLimits, decode_image, eval_transform, seen_region

@@ -5,12 +5,13 @@ import argparse
 from pathlib import Path
 
 from animals import cli
-from animals.acceleration import PRECISIONS
+from animals.inference_settings import PRECISIONS
 from serving.archive import choose_source
 from serving.config import DEFAULT_CONFIG, read_config
 from serving.int8 import MIN_AGREEMENT
+from serving.publish import publish
 from serving.server import registered_versions
-from serving.store import install_archive, publish
+from serving.store import install_archive
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,15 +8,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from animals import cli
 from animals.errors import UserError
-from animals.explanation import overlay
-from animals.preprocessing import decode_image
-from serving.archive import Record
 from serving.client import connect
 from serving.config import CORRECTIONS_EXPORT, DEFAULT_CONFIG, SAMPLE_IMAGES, read_config
+from serving.record import Record
 from serving.rollout import retire, rollback, rollout, switch_default
 from serving.store import install_archive
 
@@ -155,6 +151,11 @@ def explain(client, args: argparse.Namespace) -> None:
     for line in heatmap:
         print(" ".join(f"{round(value * 9):d}" for value in line))
     if args.output:
+        import torch  # only here: every other command starts without torch's seconds of import
+
+        from animals.explanation import overlay
+        from animals.preprocessing import decode_image
+
         overlay(decode_image(image), torch.tensor(heatmap), tuple(answer["region"])).save(args.output, "PNG")
         print(f"Wrote {args.output}")
 

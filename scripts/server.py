@@ -4,8 +4,8 @@ import argparse
 from pathlib import Path
 
 from animals import cli
-from animals.acceleration import PRECISIONS
 from animals.errors import UserError
+from animals.inference_settings import PRECISIONS
 from serving import server
 from serving.config import DEFAULT_CONFIG, ServerConfig, check_named_files, read_config, read_keys
 
@@ -62,7 +62,7 @@ def start_serving(config: ServerConfig, args: argparse.Namespace) -> int:
         server.start(config)  # only says that TorchServe already runs: a running server is left as it is
         return 0
     check_named_files(config)
-    from serving.store import version_to_serve  # torch: only when starting, not for health or status
+    from serving.publish import version_to_serve  # torch: only when starting, not for health or status
 
     default = version_to_serve(config, args.run, args.imagenet, not args.no_build, args.precision)
     if args.foreground:

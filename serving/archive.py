@@ -16,24 +16,24 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from animals.acceleration import InferenceSettings
 from animals.errors import UserError
+from animals.inference_settings import InferenceSettings
 from animals.labels import ANIMALS, write_index_to_name
 from animals.model import ModelSpec, load_model
 from animals.pretrained import imagenet_source, imagenet_weights_file
 from animals.run import check_run, newest_run
 from serving import int8
 from serving.config import MODEL_CONFIG, REPO_ROOT
+from serving.record import MANIFEST, Record, sha256_of
 
 HANDLER = REPO_ROOT / "handler" / "animals_handler.py"
 SHARED_PACKAGE = REPO_ROOT / "animals"
 DEFAULT_ARCH = "vgg16"
-MANIFEST = "MAR-INF/MANIFEST.json"
 # Fixed where the archiver writes the time: zip entries at the zip epoch, the manifest's createdOn likewise.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 CREATED_ON = "01/01/1980 00:00:00"
@@ -46,33 +46,6 @@ class ModelSource:
     description: str
     run: Path | None = None
     arch: str = DEFAULT_ARCH
-
-
-@dataclass(frozen=True)
-class Record:
-    """What the project knows of an archive it built, kept beside it as ARCHIVE.json. An int8 archive also records
-    the images that calibrated it and its top-1 agreement with the fp32 model on images not used for that."""
-
-    version: str
-    source: str
-    content: str
-    sha256: str
-    precision: str
-    calibration: str | None = None
-    agreement: dict | None = None
-
-    @classmethod
-    def read(cls, archive: Path) -> "Record | None":
-        path = record_path(archive)
-        if not path.is_file():
-            return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as error:
-            raise UserError(f"{path} is not an archive record written by `make archive`") from error
-
-    def write(self, archive: Path) -> None:
-        record_path(archive).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
 def trained_run_source(run: Path) -> ModelSource:
@@ -90,18 +63,6 @@ def choose_source(run: Path | None = None, imagenet: bool = False) -> ModelSourc
         return trained_run_source(Path(run))
     latest = None if imagenet else newest_run()
     return trained_run_source(latest) if latest is not None else imagenet_source_default()
-
-
-def record_path(archive: Path) -> Path:
-    return archive.with_name(archive.name + ".json")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

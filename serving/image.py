@@ -12,8 +12,8 @@ from pathlib import Path
 
 from animals.errors import UserError
 from animals.pretrained import weights_variable
-from serving.archive import record_path
 from serving.config import REPO_ROOT
+from serving.record import record_path
 
 IMAGE_NAME = "animals-torchserve"  # make image tags IMAGE_NAME:VERSION; the manifests and compose name it
 DOCKERFILE = REPO_ROOT / "Dockerfile"

@@ -12,9 +12,10 @@ import torch
 from tqdm import tqdm
 
 from animals import quantization
-from animals.acceleration import InferenceModel, InferenceSettings
+from animals.acceleration import InferenceModel
 from animals.errors import BadInput, UserError
 from animals.folders import photos_in
+from animals.inference_settings import InferenceSettings
 from animals.model import ModelSpec, load_model
 from animals.preprocessing import decode_image, eval_transform
 from animals.run import Split

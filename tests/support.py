@@ -26,8 +26,8 @@ from handler.animals_handler import AnimalsHandler
 from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
 from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config, read_properties
+from serving.publish import publish
 from serving.server import start, stop
-from serving.store import publish
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Ports for the tests' servers: below Linux's ephemeral range (which clients' connections use), a block of its own

@@ -19,7 +19,7 @@ from serving.archive import trained_run_source
 from serving.client import TorchServeError
 from serving.config import ServerConfig, read_config, read_properties
 from serving.image import IMAGE_NAME
-from serving.store import publish
+from serving.publish import publish
 from tests.support import REPO_ROOT, Client, write_config
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()

@@ -15,15 +15,18 @@ import pytest
 import torch
 
 from animals import quantization
-from animals.acceleration import InferenceModel, InferenceSettings
+from animals.acceleration import InferenceModel
 from animals.errors import UserError
 from animals.folders import image_files
+from animals.inference_settings import InferenceSettings
 from animals.labels import ANIMALS
 from animals.model import ModelSpec, build_model
 from scripts import archive as archive_script
 from serving import int8
-from serving.archive import Record, trained_run_source
-from serving.store import archive_settings, extract_model, publish, remove_archive
+from serving.archive import trained_run_source
+from serving.publish import publish
+from serving.record import Record
+from serving.store import archive_settings, extract_model, remove_archive
 from tests.support import REPO_ROOT
 from training.predict import Predictor
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from animals.acceleration import InferenceModel, InferenceSettings, resolve_dtype
+from animals.acceleration import InferenceModel, resolve_dtype
 from animals.folders import image_files
+from animals.inference_settings import InferenceSettings
 from animals.preprocessing import decode_image
 from training.predict import Predictor
 from training.zero_shot_report import zero_shot_network

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from animals import cli
-from animals.acceleration import InferenceModel, InferenceSettings
+from animals.acceleration import InferenceModel
 from animals.errors import BadInput, UserError
+from animals.inference_settings import InferenceSettings
 from animals.preprocessing import decode_image, eval_transform
 from animals.run import check_run
 

@@ -1,0 +1,42 @@
+"""How the model is asked to run (model-config.yaml's handler section), readable without importing torch: the
+commands that only start, stop or manage TorchServe stay quick to start."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """The handler section of model-config.yaml that says how to run the model."""
+
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False  # torch.compile (inductor, freezing) for fp32 and bf16; int8 is always compiled
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
+
+    @classmethod
+    def from_config(cls, section: dict) -> "InferenceSettings":
+        settings = cls(
+            precision=str(section.get("precision", cls.precision)),
+            channels_last=bool(section.get("channels_last", cls.channels_last)),
+            compile=bool(section.get("compile", cls.compile)),
+            threads=int(section.get("threads", cls.threads)),
+        )
+        if settings.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings.precision!r}")
+        return settings
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile or self.precision == "int8"
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        flags = cpuinfo.read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in BF16_CPU_FLAGS)
