@@ -1,6 +1,7 @@
 """Shared fixtures: the sample photos, small VGG-shaped runs (random, and trained on generated shapes), and one real
 TorchServe for the whole session."""
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -34,6 +35,13 @@ SERVER_MODULES = {"test_make_serve", "test_readme", "test_fuzz", "test_container
 # make test runs two pytest-xdist workers (--dist loadscope): each takes whole modules, so that a module's fixtures
 # start once, and the longest modules start first.
 LONGEST_FIRST = ["test_readme", "test_bench", "test_make_serve", "test_explanations", "test_container", "test_training"]
+
+
+def pytest_configure() -> None:
+    """Under pytest-xdist, each worker's torch computes on its share of the cores: two workers with a thread per core
+    each would make every in-process model wait on the other's threads."""
+    if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -71,6 +79,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated shapes training set: 10 classes of 50 images."""
     return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=50)
+
+
+@pytest.fixture(scope="session")
+def few_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 classes of 10 shapes: enough for the tests of what a run records, which need no model that learns."""
+    return write_shapes(tmp_path_factory.mktemp("few-shapes"), per_class=10, seed=3)
 
 
 @pytest.fixture(scope="session")

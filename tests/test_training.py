@@ -71,17 +71,17 @@ def test_cached_features_reach_the_normal_frozen_accuracy(tmp_path, shapes_run):
     assert abs(normal - cached) <= 0.15 * normal + 0.005  # near zero, a few thousandths apart is the same
 
 
-def test_resume_continues_a_stopped_run(tmp_path, shapes, capsys):
+def test_resume_continues_a_stopped_run(tmp_path, few_shapes, capsys):
     run = tmp_path / "resumed"
-    run_training("--data-dir", str(shapes), "--weights", "none", "--epochs", "1", "--output", str(run))
+    run_training("--data-dir", str(few_shapes), "--weights", "none", "--epochs", "1", "--output", str(run))
     assert train.main(["--resume", str(run), "--epochs", "2"]) == 0
     assert "Resuming after epoch 1" in capsys.readouterr().out
     assert [epoch["epoch"] for epoch in metrics(run)["history"]] == [1, 2]
 
 
-def test_corrupt_files_are_skipped_counted_and_listed(tmp_path, shapes):
+def test_corrupt_files_are_skipped_counted_and_listed(tmp_path, few_shapes):
     data = tmp_path / "data"
-    shutil.copytree(shapes, data)
+    shutil.copytree(few_shapes, data)
     for name in ("000.png", "001.png"):
         (data / "class_0" / name).write_bytes(b"not a png at all")
     run = tmp_path / "run"
@@ -133,14 +133,14 @@ def test_several_data_dirs_split_each_and_join_with_all_their_classes(tmp_path):
     assert sizes == {"train": 5 + 2, "valid": 1, "test": 1}  # each folder split on its own: 7 is 5/1/1, 2 is 2/0/0
 
 
-def test_a_run_on_two_data_dirs_reports_the_photos_each_gave(tmp_path, shapes):
+def test_a_run_on_two_data_dirs_reports_the_photos_each_gave(tmp_path, few_shapes):
     extra = write_shapes(tmp_path / "extra", per_class=3, classes=2, seed=5)
     run = tmp_path / "run"
-    run_training("--data-dir", str(shapes), str(extra), "--weights", "none", "--epochs", "1", "--output", str(run))
+    run_training("--data-dir", str(few_shapes), str(extra), "--weights", "none", "--epochs", "1", "--output", str(run))
     counts = metrics(run)["photos_per_data_dir"]
     assert counts[str(extra)] == {"class_0": 3, "class_1": 3}
-    assert counts[str(shapes)] == {folder.name: len(image_files(folder)) for folder in sorted(shapes.iterdir())
-                                   if folder.is_dir()}  # fmt: skip
+    assert counts[str(few_shapes)] == {folder.name: len(image_files(folder)) for folder in sorted(few_shapes.iterdir())
+                                       if folder.is_dir()}  # fmt: skip
 
 
 def test_the_same_seed_gives_the_same_split_and_another_seed_another():
