@@ -62,9 +62,9 @@ train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epoc
 	$(PYTHON) -m training.train --data-dir $(DATA) $(ARGS)
 
 test: $(DEV) ## install everything, then run the whole test suite
-	scripts/ensure_chromium.sh
+	scripts/ensure_package.sh chromium "command -v chromium" "the browser test"
 	scripts/ensure_docker.sh
-	scripts/ensure_postgresql.sh
+	scripts/ensure_package.sh postgresql "ls /usr/lib/postgresql/*/bin/initdb" "the PostgreSQL corrections tests"
 	$(PYTHON) -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: $(DEV) ## the tests that start no server, container or training run (under 2 minutes)

@@ -256,10 +256,10 @@ def page_answers(url: str) -> bool:
 
 
 def postgresql_bin() -> Path:
-    """The newest PostgreSQL of Debian's packages (scripts/ensure_postgresql.sh installs it)."""
+    """The newest PostgreSQL of Debian's packages (`make test` installs it: scripts/ensure_package.sh)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda path: int(path.parts[-3]))
     if not found:
-        raise AssertionError("PostgreSQL is not installed: scripts/ensure_postgresql.sh (make test runs it)")
+        raise AssertionError("PostgreSQL is not installed: apt-get install postgresql (make test does)")
     return found[-1].parent
 
 
