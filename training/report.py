@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt
 import torch
 
 from animals.run import Split
-from training.data import photos_per_folder
 from training.progress import EpochResult, Progress
 
 
@@ -92,15 +91,22 @@ def classification_summary(test: EpochResult, class_names: list[str]) -> dict:
     }
 
 
-def write_report(run: Path, split: Split, args: argparse.Namespace, progress: Progress, test: EpochResult) -> None:
-    """metrics.json and the two plots, in the run folder."""
+def write_report(
+    run: Path,
+    split: Split,
+    args: argparse.Namespace,
+    progress: Progress,
+    test: EpochResult,
+    sources: dict[str, dict[str, int]],
+) -> None:
+    """metrics.json and the two plots, in the run folder; `sources` is training.data.photos_per_folder's count."""
     report = classification_summary(test, split.class_names)
     metrics = {
         "arguments": json.loads(json.dumps(vars(args), default=str)),
         "class_names": split.class_names,
         "split_sha256": split.sha256(),
         "split_sizes": {part: len(items) for part, items in split.parts.items()},
-        "photos_per_data_dir": photos_per_folder(split, args.data_dir),
+        "photos_per_data_dir": sources,
         "history": progress.history,
         "best_epoch": progress.best_epoch,
         "best_valid_accuracy": round(progress.best_valid_accuracy, 4),

@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         start_run_folder(run, split, args)
     counts = {part: len(items) for part, items in split.parts.items()}
     print(f"Run {run}: {len(split.class_names)} classes, {counts} images, {args.arch} on {device}")
-    for folder, classes in photos_per_folder(split, args.data_dir).items():
+    sources = photos_per_folder(split, args.data_dir)
+    for folder, classes in sources.items():
         print(f"  from {folder}: {sum(classes.values())} photos ({', '.join(f'{k} {v}' for k, v in classes.items())})")
     spec.save(run / "model.json")
     write_index_to_name(split.class_names, run / "index_to_name.json")
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(torch.load(run / "model.pt", map_location=device, weights_only=True))
     test = evaluate(model, image_loader(split, "test", False, args), device, "test")
     progress.unreadable |= set(test.unreadable)
-    write_report(run, split, args, progress, test)
+    write_report(run, split, args, progress, test, sources)
     best = f"best valid {progress.best_valid_accuracy:.1%} at epoch {progress.best_epoch}"
     print(f"Test accuracy {test.accuracy:.1%} ({best})")
     if progress.unreadable:
