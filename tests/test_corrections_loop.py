@@ -100,4 +100,3 @@ def test_corrections_teach_the_next_version_and_only_a_better_one_is_promoted(sh
         assert code == 1 and "Check failed: version 3.0 answers" in out and f"{RARE}: " in out, out
         assert f"{RARE:<12}{10:>7}" in out  # the per-class table
         assert client.default_version() == "2.0" and client.versions() == {"1.0", "2.0"}
-    shutil.rmtree(export)
