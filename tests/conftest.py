@@ -38,10 +38,13 @@ LONGEST_FIRST = ["test_readme", "test_bench", "test_make_serve", "test_explanati
 
 
 def pytest_configure() -> None:
-    """Under pytest-xdist, each worker's torch computes on its share of the cores: two workers with a thread per core
-    each would make every in-process model wait on the other's threads."""
+    """Under pytest-xdist, each worker computes on its share of the cores, and so does every process it starts (a
+    training run, the README's commands): two workers with a thread per core each would make every model wait on the
+    other's threads, a third of the CPU spent spinning."""
     if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+        share = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(share)
+        os.environ["OMP_NUM_THREADS"] = str(share)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
