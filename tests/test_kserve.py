@@ -34,6 +34,12 @@ CONCURRENT_REQUESTS, CLIENTS = 200, 16
 READY_TIMEOUT_S = 240
 
 
+def as_in_a_terminal() -> None:
+    """Ctrl-C reaches the command as it does in a terminal: a suite started in the background (CI, `make test &`)
+    hands every process it starts SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module", params=["v1", "v2"])
 def protocol_server(request, tmp_path_factory, tiny_run):
     """`make kserve PROTOCOL=...` as a user runs it, serving the tiny run's archive from a model store; ready when it
@@ -51,6 +57,7 @@ def protocol_server(request, tmp_path_factory, tiny_run):
     make = subprocess.Popen(
         command, cwd=repo, env=environment | {"ANIMALS_ARTIFACTS": str(work / "artifacts")},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=as_in_a_terminal,
     )  # fmt: skip
     lines = queue.Queue()
     threading.Thread(target=lambda: [*map(lines.put, make.stdout), lines.put(None)], daemon=True).start()
