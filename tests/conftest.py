@@ -110,7 +110,9 @@ def shapes_run(tmp_path_factory: pytest.TempPathFactory, shapes: Path, testrun_u
     before it did to this process (torch's thread count, for one, changes the arithmetic). Trained once per test run:
     the first pytest-xdist worker that needs it trains it in the folder the workers share, the others wait for it.
     """
-    shared = tmp_path_factory.getbasetemp().parent / f"shapes-{testrun_uid}"
+    # Under pytest-xdist, each worker's temporary folder lies in the run's, which pytest rotates (keeps the last 3).
+    basetemp = tmp_path_factory.getbasetemp()
+    shared = (basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp) / f"shapes-{testrun_uid}"
     shared.mkdir(exist_ok=True)
     run = shared / "run"
     with FileLock(shared / "lock"):
