@@ -36,9 +36,9 @@ PORT_BLOCK, FIRST_PORT = 5000, 15000
 SAMPLE_DIR = SAMPLE_IMAGES
 TINY_SPEC = ModelSpec(arch="vgg16", width=1 / 16)
 SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--workers", "0"]  # training arguments
-# The shapes model (--lr 0.0005, --augment whole, cosine over 10 epochs): validation accuracy 100% from epoch 9, the
-# epoch training keeps; 100% on its 50 test images. (12 epochs reached 100% only at epoch 10, for 20% more time.)
-SHAPES_EPOCHS = 10
+# The shapes model (--lr 0.0005, --augment whole, cosine over 12 epochs, channels-last): validation accuracy 100% from
+# epoch 11, the epoch training keeps; 100% on its 50 test images. (10 epochs stopped at 94%.)
+SHAPES_EPOCHS = 12
 HTTP_TIMEOUT_S = 60
 PORT_KEYS = (  # what a test's server must move; everything else, hosts included, stays as shipped
     "inference_address",

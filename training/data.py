@@ -157,3 +157,9 @@ def skip_unreadable(samples: list[tuple[torch.Tensor | None, int, str]]) -> Load
     unreadable = [path for image, _, path in samples if image is None]
     images, labels = default_collate(readable) if readable else (torch.empty(0), torch.empty(0, dtype=torch.long))
     return LoadedBatch(images, labels, unreadable)
+
+
+def as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch as the model takes it: images channels-last, as the model's weights are (CPU convolutions train and
+    run about 1.4x faster so); the cached path's feature rows as they are."""
+    return images.to(device, memory_format=torch.channels_last) if images.dim() == 4 else images.to(device)

@@ -25,6 +25,7 @@ def evaluate_run(run: Path, data_dir: Path | None = None, batch_size: int = 32) 
     if not split.root.is_dir():
         raise UserError(f"the run's data directory {split.root} does not exist; pass --data-dir PATH")
     model, class_names = load_run_model(run)
+    model.to(memory_format=torch.channels_last)  # as training evaluated it (training.data.as_input)
     dataset = ImageDataset(split.root, split.parts["test"], eval_transform())
     batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=skip_unreadable)
     result = evaluate(model, batches, torch.device("cpu"), "test")

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from training.data import LoadedBatch
+from training.data import LoadedBatch, as_input
 
 
 @torch.inference_mode()
@@ -21,7 +21,7 @@ def extract_features(
     for batch in tqdm(batches, desc=description, leave=False, unit="batch", disable=None):
         unreadable += batch.unreadable
         if len(batch.labels):
-            pooled = model.avgpool(model.features(batch.images.to(device)))
+            pooled = model.avgpool(model.features(as_input(batch.images, device)))
             features.append(torch.flatten(pooled, 1).cpu())
             labels.append(batch.labels)
     return TensorDataset(torch.cat(features), torch.cat(labels)), unreadable

@@ -26,7 +26,7 @@ from animals.model import VGG_LAYOUTS, ModelSpec, build_model
 from animals.preprocessing import AUGMENTATIONS, eval_transform, train_transform
 from animals.pretrained import load_imagenet_state_dict
 from animals.run import ARTIFACTS_DIR, Split
-from training.data import ImageDataset, LoadedBatch, make_split, photos_per_folder, skip_unreadable
+from training.data import ImageDataset, LoadedBatch, as_input, make_split, photos_per_folder, skip_unreadable
 from training.features import cached_loader, extract_features
 from training.progress import EpochResult, Progress
 from training.report import write_report
@@ -90,7 +90,7 @@ def train_one_epoch(
         unreadable += batch.unreadable
         if not len(batch.labels):
             continue
-        images, labels = batch.images.to(device), batch.labels.to(device)
+        images, labels = as_input(batch.images, device), batch.labels.to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
             logits = model(images)
             loss = criterion(logits, labels)
@@ -115,7 +115,7 @@ def evaluate(model: nn.Module, batches: Iterable[LoadedBatch], device: torch.dev
         unreadable += batch.unreadable
         if not len(batch.labels):
             continue
-        logits = model(batch.images.to(device)).float()
+        logits = model(as_input(batch.images, device)).float()
         total_loss += criterion(logits, batch.labels.to(device)).item()
         predictions.append(logits.argmax(dim=1).cpu())
         labels.append(batch.labels)
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     spec.save(run / "model.json")
     write_index_to_name(split.class_names, run / "index_to_name.json")
     progress, checkpoint = load_checkpoint(run, model) if args.resume else (Progress(), None)
-    fit(model.to(device), split, args, device, run, progress, checkpoint)
+    fit(model.to(device, memory_format=torch.channels_last), split, args, device, run, progress, checkpoint)
 
     model.load_state_dict(torch.load(run / "model.pt", map_location=device, weights_only=True))
     test = evaluate(model, image_loader(split, "test", False, args), device, "test")

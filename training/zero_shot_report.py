@@ -97,12 +97,14 @@ def score_folder(network: ZeroShotNetwork, root: Path, batch_size: int = 16) -> 
         raise UserError(f"class folders that are not one of the ten animals: {', '.join(unknown)}")
     images = [(path, animal) for animal, folder in folders.items() for path in image_files(folder)]
     scores = {animal: ClassScore() for animal in folders}
+    model = network.model.to(memory_format=torch.channels_last)  # CPU convolutions run about 1.4x faster so
     progress = tqdm(total=len(images), desc=f"zero-shot {network.name}", unit="image", leave=False, disable=None)
     for start in range(0, len(images), batch_size):
         batch = [(network.transform(image), animal) for image, animal in _decoded(images[start : start + batch_size])]
         if batch:
             with torch.inference_mode():
-                answers = network.model(torch.stack([tensor for tensor, _ in batch])).argmax(dim=1).tolist()
+                inputs = torch.stack([tensor for tensor, _ in batch]).contiguous(memory_format=torch.channels_last)
+                answers = model(inputs).argmax(dim=1).tolist()
             for answer, (_, animal) in zip(answers, batch, strict=True):
                 _count(scores[animal], ANIMALS[answer], animal)
         progress.update(len(images[start : start + batch_size]))
