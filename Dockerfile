@@ -41,7 +41,8 @@ RUN --mount=type=bind,from=model,target=/model \
 
 FROM ${BASE_IMAGE} AS runtime
 # Debian's security updates flow in at each rebuild: the packages are left unpinned on purpose. g++ and Python's
-# headers: inductor compiles an int8 archive's program (and torch.compile's) when a worker starts.
+# headers: inductor compiles at worker start what was not compiled ahead of time for this CPU and torch (an int8
+# archive's program built elsewhere; torch.compile's).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini g++ python3-dev \

@@ -59,7 +59,7 @@ class InferenceModel:
         self.dtype = resolve_dtype(settings.precision, self.device)
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         if settings.precision == "int8":
-            self.model = quantization.load_compiled(Path(folder) / quantization.PROGRAM)
+            self.model = quantization.load_compiled(Path(folder))
         else:
             model = load_model(ModelSpec.load(Path(folder) / "model.json"), Path(folder) / weights, self.device)
             self.model = model.to(dtype=self.dtype, memory_format=self.memory_format)

@@ -34,9 +34,14 @@ class InferenceSettings:
         return self.compile or self.precision == "int8"
 
 
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def cpu_has_native_bf16() -> bool:
+    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags as Linux names them (empty where /proc/cpuinfo cannot be read)."""
     try:
-        flags = cpuinfo.read_text()
+        lines = cpuinfo.read_text().splitlines()
     except OSError:
-        return False
-    return any(flag in flags.split() for flag in BF16_CPU_FLAGS)
+        return set()
+    return {flag for line in lines if line.startswith("flags") for flag in line.partition(":")[2].split()}

@@ -1,18 +1,36 @@
 """int8: static post-training quantization of the model, and the compiled program that serves it.
 
 The float model is exported with a dynamic batch dimension, quantized with torchao's PT2E flow and the x86 inductor
-quantizer (per-channel int8 weights, int8 activations calibrated on real images), exported again and saved. At load,
-torch.compile (inductor, with freezing) turns the program into fused int8 convolutions and matmuls (VNNI/AMX).
+quantizer (per-channel int8 weights, int8 activations calibrated on real images), exported again and saved. Inductor
+(with freezing) turns the program into fused int8 convolutions and matmuls (VNNI/AMX): once, ahead of time, when the
+archive is built (AOTInductor: a shared library packed beside the program, with the CPU features it needs), so that
+a worker only loads it; a worker whose CPU or torch differs from the build's compiles the program itself instead.
 """
 
 import io
+import json
+import logging
+import platform
+import struct
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
+from animals.inference_settings import cpu_flags
+
 PROGRAM = "model.int8.pt2"  # beside model.pt in a run folder or an archive
+COMPILED = "model.int8.aoti.pt2"  # PROGRAM compiled ahead of time, and what it needs to run:
+COMPILED_FOR = "model.int8.aoti.json"
+# x86-64 levels the compiled code is built for (fixed ones, not this CPU's own -march=native), best first, with the
+# /proc/cpuinfo flags each needs.
+X86_LEVELS = {
+    "x86-64-v4": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma", "bmi2"),
+    "x86-64-v3": ("avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"),
+}
+PT_GNU_STACK, PF_X = 0x6474E551, 0x1
+log = logging.getLogger(__name__)
 MAX_BATCH = 64
 SERIALIZATION_ID = ".data/serialization_id"
 # Kept in float: the zero-shot head, whose means of probabilities are the answer. Every convolution and linear
@@ -75,11 +93,85 @@ def save(program: torch.export.ExportedProgram, path: Path) -> None:
             fixed.writestr(entry, b"0" * len(data) if entry.filename.endswith(SERIALIZATION_ID) else data)
 
 
-def load_compiled(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The saved program compiled for this CPU. Compilation happens at the first calls (InferenceModel.warm_up)."""
-    # Importing the quantizer registers the passes that fuse int8 convolutions and matmuls with inductor: without
-    # them the program runs its quantize/dequantize steps in fp32, at a fifth of the speed (measured).
+def compile_ahead(folder: Path) -> None:
+    """Compile folder/PROGRAM for this machine's x86-64 level into folder/COMPILED, and record in COMPILED_FOR what a
+    CPU needs to run it. Not on other machines (the workers compile there)."""
+    level = next((name for name, flags in X86_LEVELS.items() if set(flags) <= cpu_flags()), None)
+    if platform.machine() != "x86_64" or level is None:
+        return
+    _register_int8_lowerings()
+    isa = str(torch._inductor.cpu_vec_isa.pick_vec_isa()).split()  # e.g. ["avx512", "avx512_vnni"]
+    needs = sorted(set(X86_LEVELS[level]) | {flag for flag in isa if flag not in ("avx512", "avx2")})
+    program = torch.export.load(folder / PROGRAM)
+    # Freezing (which folds the int8 weights into the fused convolutions and matmuls) applies only without autograd.
+    with torch.no_grad(), torch._inductor.config.patch({"freezing": True, "cpp.march": level}):
+        torch._inductor.aoti_compile_and_package(program, package_path=str(folder / COMPILED))
+    _without_executable_stack(folder / COMPILED)
+    record = {"torch": torch.__version__, "glibc": platform.libc_ver()[1], "march": level, "cpu_flags": needs}
+    (folder / COMPILED_FOR).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load_compiled(folder: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The int8 program ready to run on this CPU: the ahead-of-time compiled one where it can run here (loaded in a
+    fraction of a second), else the program compiled here, at its first calls (InferenceModel.warm_up)."""
+    _register_int8_lowerings()
+    reason = _why_not_ahead_of_time(folder)
+    if reason is None:
+        try:
+            compiled = torch._inductor.aoti_load_package(str(folder / COMPILED))
+        except RuntimeError as error:
+            reason = f"its compiled program does not load here ({str(error).strip().splitlines()[-1]})"
+        else:
+            # It reads its input in the layout it was exported with (contiguous) whatever the tensor's strides say.
+            return lambda images: compiled(images.contiguous())
+    log.warning("int8: %s, so this worker compiles the int8 program itself (seconds to a minute)", reason)
+    torch._inductor.config.freezing = True
+    return torch.compile(torch.export.load(folder / PROGRAM).module(), dynamic=True)
+
+
+def _why_not_ahead_of_time(folder: Path) -> str | None:
+    if not (folder / COMPILED_FOR).is_file():
+        return "the archive holds no ahead-of-time compiled program for this machine's kind"
+    built = json.loads((folder / COMPILED_FOR).read_text())
+    missing = sorted(set(built["cpu_flags"]) - cpu_flags())
+    if missing:
+        return f"its compiled program needs CPU features this CPU lacks ({', '.join(missing)})"
+    here = platform.libc_ver()[1]
+    if _as_numbers(here) < _as_numbers(built["glibc"]):
+        return f"its compiled program needs glibc {built['glibc']} or newer, this worker has {here or 'none'}"
+    if built["torch"] != torch.__version__:
+        return f"its compiled program was built with torch {built['torch']}, this worker runs {torch.__version__}"
+    return None
+
+
+def _as_numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _register_int8_lowerings() -> None:
+    """Importing the quantizer registers the passes that fuse int8 convolutions and matmuls with inductor: without
+    them the program runs its quantize/dequantize steps in fp32, at a fifth of the speed (measured)."""
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
 
-    torch._inductor.config.freezing = True
-    return torch.compile(torch.export.load(path).module(), dynamic=True)
+
+def _without_executable_stack(package: Path) -> None:
+    """Clear the executable-stack flag of the package's shared libraries: inductor assembles the weights without a
+    .note.GNU-stack section, which marks the library as needing one, and glibc 2.41 refuses to load such a library."""
+    with zipfile.ZipFile(package) as packed:
+        entries = [(entry, packed.read(entry.filename)) for entry in packed.infolist()]
+    with zipfile.ZipFile(package, "w", zipfile.ZIP_STORED) as packed:
+        for entry, data in entries:
+            packed.writestr(entry, _stack_not_executable(data) if entry.filename.endswith(".so") else data)
+
+
+def _stack_not_executable(elf: bytes) -> bytes:
+    """A 64-bit little-endian ELF file with its PT_GNU_STACK program header's execute permission cleared."""
+    data = bytearray(elf)
+    (header_offset,) = struct.unpack_from("<Q", data, 0x20)
+    header_size, header_count = struct.unpack_from("<HH", data, 0x36)
+    for index in range(header_count):
+        at = header_offset + index * header_size
+        kind, flags = struct.unpack_from("<II", data, at)
+        if kind == PT_GNU_STACK:
+            struct.pack_into("<I", data, at + 4, flags & ~PF_X)
+    return bytes(data)

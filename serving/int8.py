@@ -80,9 +80,15 @@ def quantize_into(folder: Path, weights: Path, plan: ImagePlan) -> None:
     quantization.save(program, folder / quantization.PROGRAM)
 
 
+def compile_ahead(folder: Path) -> None:
+    """The staged int8 program compiled for this machine's kind of CPU, as workers load it."""
+    print("Compiling the int8 program ahead of time (AOTInductor), so that workers start without compiling it")
+    quantization.compile_ahead(folder)
+
+
 def agreement(folder: Path, weights: Path, plan: ImagePlan) -> float:
     """Top-1 agreement of the compiled int8 program with the fp32 model on the plan's held-out images."""
-    print(f"Checking int8 against fp32 on {len(plan.held_out)} held-out images (compiling the int8 program first)")
+    print(f"Checking int8 against fp32 on {len(plan.held_out)} held-out images")
     fp32 = InferenceModel(folder, InferenceSettings(precision="fp32", channels_last=False), weights=str(weights))
     int8 = InferenceModel(folder, InferenceSettings(precision="int8"), max_batch=BATCH)
     pairs = [(fp32(images).argmax(dim=1), int8(images).argmax(dim=1)) for images in batches(plan.held_out, "check")]

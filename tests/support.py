@@ -26,7 +26,7 @@ from handler.animals_handler import AnimalsHandler
 from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
 from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config, read_properties
-from serving.publish import publish
+from serving.publish import compiled_and_checked, publish
 from serving.server import start, stop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -142,9 +142,10 @@ def environment_of_a_new_shell() -> dict[str, str]:
 def archive_of(
     run: Path, archive: Path, version: str = "1.0", handler: dict | None = None, calibration: Path | None = None
 ) -> Path:
-    """A run's archive built where a user keeps one before registering it (not in the model store)."""
+    """A run's archive built where a user keeps one before registering it (not in the model store), as `make archive`
+    builds it (an int8 one compiled ahead of time and checked, whatever its agreement)."""
     with staged(trained_run_source(run), handler, calibration) as stage:
-        build_archive(archive, stage, MODEL_NAME, version)
+        build_archive(archive, stage, MODEL_NAME, version, compiled_and_checked(stage, minimum=0.0))
     return archive
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from animals.errors import UserError
 from animals.folders import image_files
 from animals.inference_settings import InferenceSettings
 from animals.labels import ANIMALS
-from animals.model import ModelSpec, build_model
+from animals.model import ModelSpec, build_model, load_model
 from scripts import archive as archive_script
 from serving import int8
 from serving.archive import trained_run_source
@@ -35,26 +36,68 @@ INT8 = InferenceSettings(precision="int8")
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory, shapes_run) -> Path:
-    """The shapes model quantized as an archive build does it (calibrated on its training split), as a run folder."""
+    """The shapes model quantized and compiled ahead of time as an archive build does it (calibrated on its training
+    split), as a run folder."""
     folder = tmp_path_factory.mktemp("int8")
     for name in ("model.pt", "model.json", "index_to_name.json"):
         shutil.copy2(shapes_run / name, folder / name)
     int8.quantize_into(folder, folder / "model.pt", int8.image_plan(shapes_run, None))
+    int8.compile_ahead(folder)
     return folder
+
+
+def compilations() -> int:
+    """How many frames torch.compile has compiled in this process so far."""
+    return sum(torch._dynamo.utils.counters["frames"].values())
 
 
 def test_int8_keeps_fp32_top1_on_the_trained_shapes_model(quantized, shapes_run, shapes_test, report_figure):
     held_out = image_files(shapes_test)
     fp32 = InferenceModel(shapes_run, InferenceSettings(precision="fp32"))
+    before = compilations()
     compiled = InferenceModel(quantized, INT8)
-    compiled_at_load = dict(torch._dynamo.utils.counters["frames"])
+    assert compilations() == before, "the worker compiled the int8 program instead of loading the compiled one"
     batches = int8.batches(held_out, "check")
     agreement = sum(int((fp32(batch).argmax(1) == compiled(batch).argmax(1)).sum()) for batch in batches) / len(
         held_out
     )
     report_figure(f"int8/fp32 top-1 agreement, small VGG on {len(held_out)} held-out shapes: {agreement:.1%}")
     assert agreement >= 0.99
-    assert dict(torch._dynamo.utils.counters["frames"]) == compiled_at_load, "a request compiled: no warm-up at load"
+    assert compilations() == before, "a request compiled"
+
+
+def test_the_compiled_program_runs_every_layer_as_a_fused_int8_call(quantized):
+    """What workers load: each convolution and linear layer a fused int8 oneDNN call, none left in float (compiled
+    without freezing, the program runs float convolutions between its quantize steps, at a seventh of the speed)."""
+    with zipfile.ZipFile(quantized / quantization.COMPILED) as package:
+        source = next(package.read(name).decode() for name in package.namelist() if name.endswith("wrapper.cpp"))
+    model = load_model(ModelSpec.load(quantized / "model.json"), quantized / "model.pt")
+    convolutions = sum(isinstance(module, torch.nn.Conv2d) for module in model.modules())
+    linears = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    assert source.count("aoti_torch_cpu__qconv_pointwise") == convolutions
+    assert source.count("aoti_torch_cpu__qlinear_pointwise") == linears
+    assert "aoti_torch_cpu_convolution(" not in source and "aoti_torch_cpu_addmm" not in source
+
+
+def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantized, shapes_test, tmp_path, caplog):
+    """The ahead-of-time program runs only where the build's CPU features and torch are; elsewhere the worker
+    compiles the packed program itself, says so in one line, and answers the same."""
+    elsewhere = shutil.copytree(quantized, tmp_path / "int8")
+    needs = json.loads((elsewhere / quantization.COMPILED_FOR).read_text())
+    (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"cpu_flags": ["avx512f", "tachyon"]}))
+    images = int8.batches(image_files(shapes_test)[::10], "check")[0]
+    before = compilations()
+    with caplog.at_level("WARNING", logger="animals.quantization"):
+        compiled_here = InferenceModel(elsewhere, INT8)
+    assert compilations() > before
+    assert "int8: its compiled program needs CPU features this CPU lacks (tachyon), so this worker compiles" in (
+        caplog.text
+    )
+    assert torch.equal(compiled_here(images).argmax(1), InferenceModel(quantized, INT8)(images).argmax(1))
+    (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"torch": "1.0.0"}))
+    assert "built with torch 1.0.0, this worker runs" in quantization._why_not_ahead_of_time(elsewhere)
+    (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"glibc": "99.0"}))
+    assert "needs glibc 99.0 or newer, this worker has" in quantization._why_not_ahead_of_time(elsewhere)
 
 
 def test_the_int8_program_holds_int8_weights_and_quantized_activations(tiny_program):
@@ -130,6 +173,8 @@ def test_an_int8_archive_records_its_checks_and_is_served_like_any_other(served,
         assert record.precision == "int8" and archive_settings(archive).precision == "int8"
         assert record.calibration == f"256 images: the training split of {shapes_run}; checked on its valid+test"
         assert record.agreement["images"] == 100 and record.agreement["top1_with_fp32"] >= 0.99
+        with zipfile.ZipFile(archive) as packed:
+            assert {quantization.PROGRAM, quantization.COMPILED, quantization.COMPILED_FOR} <= set(packed.namelist())
         served.register(archive.name, 1, None, None)
         with tempfile.TemporaryDirectory() as work:
             reference = Predictor(extract_model(archive, Path(work)), settings=INT8)
