@@ -2,6 +2,7 @@
 PYTHON := .venv/bin/python
 RUNTIME := .venv/.runtime-installed
 DEV := .venv/.dev-installed
+PEERS := .venv/peers/.installed
 CONFIG ?= $(or $(TORCHSERVE_CONFIG),config.properties)
 RUN ?=
 IMAGENET ?=
@@ -34,6 +35,10 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	scripts/bootstrap.sh requirements-dev.txt
 	touch $@
 
+$(PEERS): $(DEV) requirements-peers.txt scripts/peers_venv.sh
+	scripts/peers_venv.sh requirements-peers.txt
+	touch $@
+
 install: $(RUNTIME) ## create .venv and install what serving needs
 
 serve: $(RUNTIME) ## start TorchServe, wait until READY (RUN=... or IMAGENET=1, PRECISION=int8: serve that as the default; WORKERS=n)
@@ -61,7 +66,7 @@ train: $(RUNTIME) ## train on a data folder (DATA=path/to/animals10 ARGS="--epoc
 	$(if $(DATA),,$(error DATA is required: make train DATA=path/to/animals10))
 	$(PYTHON) -m training.train --data-dir $(DATA) $(ARGS)
 
-test: $(DEV) ## install everything, then run the whole test suite
+test: $(DEV) $(PEERS) ## install everything, then run the whole test suite
 	scripts/ensure_package.sh chromium "command -v chromium" "the browser test"
 	scripts/ensure_docker.sh
 	scripts/ensure_package.sh postgresql "ls /usr/lib/postgresql/*/bin/initdb" "the PostgreSQL corrections tests"
@@ -96,5 +101,5 @@ format: $(DEV) ## ruff fix and format
 soak: $(RUNTIME) ## soak the running server: 20,000 checked requests, photos and bad inputs (ARGS="--requests N")
 	$(PYTHON) -m benchmarks.soak --config $(CONFIG) $(ARGS)
 
-bench: $(DEV) ## benchmark the running server: REST and gRPC levels, in-process ceiling, baseline (ARGS="--duration 20")
-	$(PYTHON) -m benchmarks.bench --config $(CONFIG) $(ARGS)
+bench: $(PEERS) ## benchmark the running server: REST and gRPC levels, in-process ceiling, baseline (ARGS="--duration 20")
+	.venv/peers/bin/python -m benchmarks.bench --config $(CONFIG) $(ARGS)

@@ -4,7 +4,7 @@ The float model is exported with a dynamic batch dimension, quantized with torch
 quantizer (per-channel int8 weights, int8 activations calibrated on real images), exported again and saved. Inductor
 (with freezing) turns the program into fused int8 convolutions and matmuls (VNNI/AMX): once, ahead of time, when the
 archive is built (AOTInductor: a shared library packed beside the program, with the CPU features it needs), so that
-a worker only loads it; a worker whose CPU or torch differs from the build's compiles the program itself instead.
+a worker only loads it; a worker whose CPU, C library or torch does not fit compiles the program itself instead.
 """
 
 import io

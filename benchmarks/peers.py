@@ -1,7 +1,7 @@
 """In-process peers: the runtimes a user might pick instead of TorchServe for the same model, converted from the same
 weights here, each measured on the model alone (preprocessed images in, scores out, no decoding).
 
-torch eager fp32 and bf16, and the int8 program as the handler compiles it; ONNX Runtime fp32; OpenVINO bf16 (where
+torch eager fp32 and bf16, and the int8 program as the handler loads it; ONNX Runtime fp32; OpenVINO bf16 (where
 the CPU computes bf16 natively) and OpenVINO int8 (NNCF post-training quantization, calibrated on the same images),
 both with the throughput hint and asynchronous requests, as OpenVINO recommends for throughput.
 """
