@@ -31,9 +31,11 @@ $(RUNTIME): requirements.txt scripts/bootstrap.sh scripts/protos.py
 	$(PYTHON) -m scripts.protos
 	touch $@
 
-$(DEV): $(RUNTIME) requirements-dev.txt
+# requirements-dev.txt includes requirements.txt: one install brings both (one resolution, not two).
+$(DEV): requirements.txt requirements-dev.txt scripts/bootstrap.sh scripts/protos.py
 	scripts/bootstrap.sh requirements-dev.txt
-	touch $@
+	$(PYTHON) -m scripts.protos
+	touch $(RUNTIME) $@
 
 $(PEERS): $(DEV) requirements-peers.txt scripts/peers_venv.sh
 	scripts/peers_venv.sh requirements-peers.txt
