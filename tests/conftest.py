@@ -33,11 +33,13 @@ SERVER_MODULES = {"test_make_serve", "test_readme", "test_fuzz", "test_container
 
 
 # make test runs two pytest-xdist workers (--dist loadscope): each takes whole modules, so that a module's fixtures
-# start once, and the longest modules start first (the short ones then even out the ends). test_explanations comes
-# second: it trains the shapes model while the other worker runs the README, so that no module waits for it.
+# start once, and the longest modules start first, as measured (the short ones then even out the ends).
+# test_explanations comes second: it trains the shapes model while the other worker runs the README, so that no
+# module waits for it.
 LONGEST_FIRST = [
-    "test_readme", "test_explanations", "test_make_serve", "test_versions", "test_bench", "test_container",
-    "test_reliability", "test_int8", "test_training",
+    "test_readme", "test_explanations", "test_container", "test_make_serve", "test_bench", "test_versions",
+    "test_int8", "test_reliability", "test_corrections_loop", "test_kserve", "test_training", "test_zero_shot",
+    "test_fuzz", "test_parity", "test_precision", "test_hostile",
 ]  # fmt: skip
 
 
