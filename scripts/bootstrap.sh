@@ -21,5 +21,4 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 echo "Installing $requirements into $venv (torch is large: the first time takes a few minutes)"
-# --no-compile: each module is byte-compiled the first time it is imported, not all of torch's at install (23 s).
-"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar on --no-compile -r "$requirements"
+"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar on -r "$requirements"

@@ -15,4 +15,4 @@ if [ ! -x "$peers/bin/python" ]; then
 fi
 site_of "$base" > "$(site_of "$peers")/base-venv.pth"
 echo "Installing $requirements into $peers"
-"$peers/bin/python" -m pip install --disable-pip-version-check --progress-bar on --no-compile -r "$requirements"
+"$peers/bin/python" -m pip install --disable-pip-version-check --progress-bar on -r "$requirements"
