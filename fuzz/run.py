@@ -26,16 +26,12 @@ def write_seeds(folder: Path) -> int:
     return len(seeds)
 
 
-def fuzz(name: str, seconds: int, findings: Path) -> tuple[bool, str]:
-    """Run one harness for `seconds`; (nothing new found, libFuzzer's last lines)."""
+def fuzz(name: str, seconds: int, findings: Path, seeds: Path) -> tuple[bool, str]:
+    """Run one harness for `seconds` from the seed files in `seeds`; (nothing new found, libFuzzer's last lines)."""
     found = findings / name
     found.mkdir(parents=True, exist_ok=True)
     before = set(found.iterdir())
-    with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as work:
-        seeds, evolved = Path(work) / "seeds", Path(work) / "corpus"
-        seeds.mkdir()
-        evolved.mkdir()
-        write_seeds(seeds)
+    with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as evolved:
         command = [
             sys.executable, "-m", "fuzz.harness", name, f"-max_total_time={seconds}", f"-timeout={TIMEOUT_S}",
             f"-max_len={MAX_LEN}", f"-artifact_prefix={found}/", "-print_final_stats=1", str(evolved), str(seeds),
@@ -60,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no harness {', '.join(sorted(unknown))}; there are {', '.join(HARNESSES)}")
     clean = True
-    for name in args.harnesses or HARNESSES:
-        print(f"Fuzzing {name} for {args.seconds} s", flush=True)
-        ok, report = fuzz(name, args.seconds, args.findings)
-        print(report, flush=True)  # libFuzzer's own counts: executions, coverage, memory
-        clean &= ok
+    with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as seeds:
+        print(f"Seeding from {write_seeds(Path(seeds))} bodies of the test corpora", flush=True)
+        for name in args.harnesses or HARNESSES:
+            print(f"Fuzzing {name} for {args.seconds} s", flush=True)
+            ok, report = fuzz(name, args.seconds, args.findings, Path(seeds))
+            print(report, flush=True)  # libFuzzer's own counts: executions, coverage, memory
+            clean &= ok
     print("Nothing new found" if clean else f"Findings saved under {args.findings}: see above")
     return 0 if clean else 1
 
