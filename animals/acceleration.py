@@ -76,11 +76,16 @@ class InferenceModel:
 
     def eager(self) -> tuple[torch.nn.Module, torch.dtype]:
         """The model as an eager float module that gradients can run through, and its dtype: the one that predicts
-        when it is one, else (int8, compiled) loaded from the weights, in bf16 where native and fp32 elsewhere."""
+        when it is one, else loaded from the float weights (compiled) or from the int8 program's weights, dequantized
+        (int8: its archive packs no float copy), in bf16 where native and fp32 elsewhere."""
         if not self.settings.compiled:
             return self.model, self.dtype
         dtype = resolve_dtype("auto", self.device)
-        model = load_model(ModelSpec.load(self.folder / "model.json"), self.folder / self.weights, self.device)
+        if self.settings.precision == "int8":
+            weights = quantization.dequantized_state_dict(self.folder / quantization.PROGRAM)
+        else:
+            weights = self.folder / self.weights
+        model = load_model(ModelSpec.load(self.folder / "model.json"), weights, self.device)
         return model.to(dtype=dtype, memory_format=self.memory_format), dtype
 
     def as_input(self, images: torch.Tensor) -> torch.Tensor:

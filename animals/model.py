@@ -77,10 +77,12 @@ def _scaled(units: int, width: float) -> int:
     return max(1, round(units * width))
 
 
-def load_model(spec: ModelSpec, weights: Path, device: torch.device | str = "cpu") -> VGG:
-    """Build the network and load a state dict into it, ready for inference on `device`."""
+def load_model(spec: ModelSpec, weights: Path | dict[str, torch.Tensor], device: torch.device | str = "cpu") -> VGG:
+    """Build the network and load a state dict (or the file that holds one) into it, ready for inference on
+    `device`."""
     with torch.device("meta"):
         model = _network(spec)
-    state_dict = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-    model.load_state_dict(state_dict, assign=True)
+    if not isinstance(weights, dict):
+        weights = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    model.load_state_dict(weights, assign=True)
     return _with_head(model, spec).to(device).eval()

@@ -129,6 +129,30 @@ def load_compiled(folder: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return torch.compile(torch.export.load(folder / PROGRAM).module(), dynamic=True)
 
 
+def dequantized_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The float state dict that the int8 program at `path` holds: each convolution's and linear layer's int8
+    weights times their per-channel scales, under the module names of the model it was quantized from. An int8
+    archive packs no float weights; this is what its explanations run on."""
+    _register_int8_lowerings()  # the program's quantize/dequantize operators
+    program = torch.export.load(path)
+    tensors = {
+        spec.arg.name: program.state_dict.get(spec.target, program.constants.get(spec.target))
+        for spec in program.graph_signature.input_specs
+        if spec.target is not None
+    }
+    state_dict = {}
+    for node in program.graph.nodes:
+        if node.target not in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
+            continue
+        module, _ = list(node.meta["nn_module_stack"].values())[-1]
+        dequantize = node.args[1]  # dequantize_per_channel(int8 weight, scales, zero points, axis, ...)
+        weight, scales, zero_points = (tensors[argument.name] for argument in dequantize.args[:3])
+        per_channel = (-1,) + (1,) * (weight.dim() - 1)  # the axis is 0, output channels, for both kinds of layer
+        state_dict[f"{module}.weight"] = (weight.float() - zero_points.view(per_channel)) * scales.view(per_channel)
+        state_dict[f"{module}.bias"] = tensors[node.args[2].name]
+    return state_dict
+
+
 def _why_not_ahead_of_time(folder: Path) -> str | None:
     if not (folder / COMPILED_FOR).is_file():
         return "the archive holds no ahead-of-time compiled program for this machine's kind"

@@ -15,7 +15,7 @@ from animals.errors import UserError
 from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 
-RUN_FILES = ("model.pt", "model.json", "index_to_name.json")
+DESCRIPTION_FILES = ("model.json", "index_to_name.json")  # what builds the network and names its outputs
 # Runs live under the repository's artifacts/, wherever a command is started from (ANIMALS_ARTIFACTS: elsewhere).
 ARTIFACTS_DIR = Path(os.environ.get("ANIMALS_ARTIFACTS") or Path(__file__).resolve().parent.parent / "artifacts")
 
@@ -48,12 +48,13 @@ class Split:
         return cls(Path(root or document["root"]), document["class_names"], parts)
 
 
-def check_run(run: Path) -> Path:
-    """Return the run folder, or say which of its files are missing."""
+def check_run(run: Path, weights: str = "model.pt") -> Path:
+    """Return the run folder (or an unpacked archive), or say which of its files are missing; `weights` is the file
+    that holds the model (an int8 archive's is its program)."""
     run = Path(run)
     if not run.is_dir():
         raise UserError(f"run folder {run} does not exist")
-    missing = [name for name in RUN_FILES if not (run / name).is_file()]
+    missing = [name for name in (weights, *DESCRIPTION_FILES) if not (run / name).is_file()]
     if missing:
         raise UserError(f"{run} is not a finished training run: it lacks {', '.join(missing)}")
     return run

@@ -51,7 +51,7 @@ class AnimalsHandler(BaseHandler):
             model_dir,
             InferenceSettings.from_config(settings),
             _device(properties.get("gpu_id")),
-            weights=context.manifest["model"]["serializedFile"],
+            weights=context.manifest["model"].get("serializedFile", "model.pt"),  # int8 archives have none
             max_batch=int(config.get("batchSize", 1)),
         )
         self.labels = self.model.labels
@@ -222,8 +222,8 @@ class AnimalsHandler(BaseHandler):
 
     @cached_property
     def grad_cam(self) -> GradCam:
-        """Built at the first explanation, so that predictions pay nothing for explanations (int8 and compiled
-        archives load their eager weights here: their programs have no gradients)."""
+        """Built at the first explanation, so that predictions pay nothing for explanations (compiled archives load
+        their float weights here, int8 ones dequantize their int8 weights: their programs have no gradients)."""
         return GradCam(*self.model.eager())
 
     def _decoded(self, photo: bytes, index: int | None) -> Image.Image:

@@ -1,9 +1,10 @@
 """Build model archives with torch-model-archiver: the same bytes for the same inputs, each with its record.
 
-An archive packs the weights (a state dict), model.json, index_to_name.json, the handler, the shared `animals`
-package and model-config.yaml. The record beside it (animals-1.0.mar.json) holds its version, where it came from,
-`content` (a digest of everything packed: the same model gives the same digest whatever version label or path
-spelling it was built under) and the archive's own SHA-256, checked before it is registered.
+An archive packs the weights (a state dict; an int8 archive packs its int8 program and that program compiled
+instead), model.json, index_to_name.json, the handler, the shared `animals` package and model-config.yaml. The record
+beside it (animals-1.0.mar.json) holds its version, where it came from, `content` (a digest of everything packed: the
+same model gives the same digest whatever version label or path spelling it was built under) and the archive's own
+SHA-256, checked before it is registered.
 """
 
 import hashlib
@@ -92,7 +93,9 @@ def staged(source: ModelSource, handler: dict | None = None, calibration: Path |
         plan = int8.image_plan(source.run, calibration) if precision == "int8" else None
         if plan is not None:
             int8.quantize_into(folder, weights, plan)
-        packed = {"model.pt": weights, "model-config.yaml": model_config, HANDLER.name: HANDLER}
+        packed = {"model-config.yaml": model_config, HANDLER.name: HANDLER}
+        if plan is None:  # an int8 archive packs no float weights: its explanations dequantize the int8 ones
+            packed["model.pt"] = weights
         packed |= {str(path.relative_to(folder)): path for path in folder.rglob("*") if path.is_file()}
         yield Staged(source, folder, weights, model_config, _digest(packed), precision, plan)
 
@@ -154,19 +157,20 @@ def _digest(packed: dict[str, Path]) -> str:
 
 
 def _run_archiver(name: str, version: str, stage: Staged, export: Path) -> None:
-    weights = export / "model.pt"
-    weights.symlink_to(stage.weights)  # the archiver copies the file it points to, under this name
     command = [
         sys.executable, "-m", "model_archiver.model_packaging",
         "--model-name", name,
         "--version", version,
-        "--serialized-file", str(weights),
         "--handler", str(HANDLER),
         "--extra-files", str(stage.folder),
         "--config-file", str(stage.model_config),
         "--archive-format", "zip-store",
         "--export-path", str(export),
     ]  # fmt: skip
+    if stage.int8_images is None:
+        weights = export / "model.pt"
+        weights.symlink_to(stage.weights)  # the archiver copies the file it points to, under this name
+        command += ["--serialized-file", str(weights)]
     # The archiver stages files in TMPDIR/<model name>: a folder of its own keeps parallel builds apart.
     environment = os.environ | {"TMPDIR": str(export)}
     result = subprocess.run(command, capture_output=True, text=True, env=environment)

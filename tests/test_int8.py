@@ -1,6 +1,6 @@
 """int8: the model quantized (PT2E) and compiled (inductor), checked against fp32 on a model with real margins, built
 into an archive that records its calibration and agreement, served by a real TorchServe, answering in the same form
-as every archive, explained from its float weights."""
+as every archive, explained from its int8 weights dequantized (it packs no float copy)."""
 
 import inspect
 import json
@@ -21,7 +21,7 @@ from animals.errors import UserError
 from animals.folders import image_files
 from animals.inference_settings import InferenceSettings
 from animals.labels import ANIMALS
-from animals.model import ModelSpec, build_model, load_model
+from animals.model import ModelSpec, build_model
 from scripts import archive as archive_script
 from serving import int8
 from serving.archive import trained_run_source
@@ -29,6 +29,7 @@ from serving.publish import publish
 from serving.record import Record
 from serving.store import archive_settings, extract_model, remove_archive
 from tests.support import REPO_ROOT
+from tests.test_explanations import MIN_MASS_IN_BOX, grad_cam_shares
 from training.predict import Predictor
 
 INT8 = InferenceSettings(precision="int8")
@@ -39,9 +40,9 @@ def quantized(tmp_path_factory, shapes_run) -> Path:
     """The shapes model quantized and compiled ahead of time as an archive build does it (calibrated on its training
     split), as a run folder."""
     folder = tmp_path_factory.mktemp("int8")
-    for name in ("model.pt", "model.json", "index_to_name.json"):
+    for name in ("model.json", "index_to_name.json"):  # and no float weights, as in an int8 archive
         shutil.copy2(shapes_run / name, folder / name)
-    int8.quantize_into(folder, folder / "model.pt", int8.image_plan(shapes_run, None))
+    int8.quantize_into(folder, shapes_run / "model.pt", int8.image_plan(shapes_run, None))
     int8.compile_ahead(folder)
     return folder
 
@@ -71,7 +72,7 @@ def test_the_compiled_program_runs_every_layer_as_a_fused_int8_call(quantized):
     without freezing, the program runs float convolutions between its quantize steps, at a seventh of the speed)."""
     with zipfile.ZipFile(quantized / quantization.COMPILED) as package:
         source = next(package.read(name).decode() for name in package.namelist() if name.endswith("wrapper.cpp"))
-    model = load_model(ModelSpec.load(quantized / "model.json"), quantized / "model.pt")
+    model = build_model(ModelSpec.load(quantized / "model.json"))
     convolutions = sum(isinstance(module, torch.nn.Conv2d) for module in model.modules())
     linears = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
     assert source.count("aoti_torch_cpu__qconv_pointwise") == convolutions
@@ -98,6 +99,26 @@ def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantiz
     assert "built with torch 1.0.0, this worker runs" in quantization._why_not_ahead_of_time(elsewhere)
     (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"glibc": "99.0"}))
     assert "needs glibc 99.0 or newer, this worker has" in quantization._why_not_ahead_of_time(elsewhere)
+
+
+def test_explanations_run_on_the_int8_weights_dequantized_and_fall_on_the_shape(
+    quantized, shapes_run, shapes_off_centre, report_figure
+):
+    """An int8 archive packs no float weights: Grad-CAM runs on the int8 program's weights times their scales, each
+    within half a quantization step of the float weight, and its maps still fall on the shapes."""
+    model, dtype = InferenceModel(quantized, INT8).eager()
+    original = torch.load(shapes_run / "model.pt", weights_only=True)
+    dequantized = {name: tensor.float() for name, tensor in model.state_dict().items()}
+    assert dequantized.keys() == original.keys()
+    rounding = 2**-8 if dtype == torch.bfloat16 else 0.0  # Grad-CAM runs in bf16 where native: 8 significant bits
+    for name, weight in original.items():
+        if name.endswith(".weight"):
+            peaks = weight.abs().flatten(1).amax(dim=1)  # per output channel: the quantization step is peak / 127.5
+            gap = (dequantized[name] - weight).abs().flatten(1).amax(dim=1)
+            assert bool((gap <= peaks * (1 / 250 + rounding)).all()), name
+    shares = grad_cam_shares(model, dtype, shapes_off_centre)
+    report_figure(f"heatmap mass inside the shape's box, int8 weights dequantized: {shares['Grad-CAM']:.1%}")
+    assert shares["Grad-CAM"] >= MIN_MASS_IN_BOX
 
 
 def test_the_int8_program_holds_int8_weights_and_quantized_activations(tiny_program):
@@ -175,6 +196,7 @@ def test_an_int8_archive_records_its_checks_and_is_served_like_any_other(served,
         assert record.agreement["images"] == 100 and record.agreement["top1_with_fp32"] >= 0.99
         with zipfile.ZipFile(archive) as packed:
             assert {quantization.PROGRAM, quantization.COMPILED, quantization.COMPILED_FOR} <= set(packed.namelist())
+            assert not [name for name in packed.namelist() if name.endswith(".pt")], "float weights packed"
         served.register(archive.name, 1, None, None)
         with tempfile.TemporaryDirectory() as work:
             reference = Predictor(extract_model(archive, Path(work)), settings=INT8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from animals import cli
+from animals import cli, quantization
 from animals.acceleration import InferenceModel
 from animals.errors import BadInput, UserError
 from animals.inference_settings import InferenceSettings
@@ -22,7 +22,8 @@ class Predictor:
     settings: the in-process reference for served answers."""
 
     def __init__(self, run: Path, device: str = "cpu", settings: InferenceSettings = FP32) -> None:
-        self.model = InferenceModel(check_run(run), settings, device, max_batch=1)
+        weights = quantization.PROGRAM if settings.precision == "int8" else "model.pt"
+        self.model = InferenceModel(check_run(run, weights), settings, device, max_batch=1)
         self.class_names = self.model.labels
         self.transform = eval_transform()
 
