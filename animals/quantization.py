@@ -96,8 +96,10 @@ def save(program: torch.export.ExportedProgram, path: Path) -> None:
 def compile_ahead(folder: Path) -> None:
     """Compile folder/PROGRAM for this machine's x86-64 level into folder/COMPILED, and record in COMPILED_FOR what a
     CPU needs to run it. Not on other machines (the workers compile there)."""
+    if platform.machine() != "x86_64":
+        return
     level = next((name for name, flags in X86_LEVELS.items() if set(flags) <= cpu_flags()), None)
-    if platform.machine() != "x86_64" or level is None:
+    if level is None:
         return
     _register_int8_lowerings()
     isa = str(torch._inductor.cpu_vec_isa.pick_vec_isa()).split()  # e.g. ["avx512", "avx512_vnni"]
