@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from animals import cli
+from animals import cli, quantization
 from animals.acceleration import effective_precision
 from animals.preprocessing import decode_image, eval_transform
 from animals.run import ARTIFACTS_DIR
@@ -25,7 +25,7 @@ from benchmarks import in_process, peers, served
 from benchmarks.baseline_server import baseline_level
 from benchmarks.load import predict_sender, read_photos
 from benchmarks.plot import write_plot
-from benchmarks.report import markdown, ratios
+from benchmarks.report import markdown, ratios, targets
 from serving.client import GrpcClient, RestClient
 from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
 from serving.record import Record
@@ -64,6 +64,14 @@ def levels_of(config: ServerConfig, versions: dict[str, str], default: str, phot
     return results
 
 
+def with_float_weights(model: Path) -> Path:
+    """The default's model folder with float weights: an int8 archive packs none, so its float versions and the
+    peers run its int8 weights dequantized (the weights the int8 program computes with)."""
+    if not (model / "model.pt").is_file():
+        torch.save(quantization.dequantized_state_dict(model / quantization.PROGRAM), model / "model.pt")
+    return model
+
+
 def preprocessed(photos: list[bytes]) -> torch.Tensor:
     transform = eval_transform()
     return torch.stack([transform(decode_image(photo)) for photo in photos])
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Benchmarking {default_archive.name} ({precision}) beside {precisions}, {len(photos)} photos")
 
     with tempfile.TemporaryDirectory() as work:
-        model = extract_model(default_archive, Path(work) / "default")
+        model = with_float_weights(extract_model(default_archive, Path(work) / "default"))
         print("Measuring matmul GFLOP/s and the in-process ceiling")
         matmul = {"fp32": in_process.matmul_gflops(torch.float32), "bf16": in_process.matmul_gflops(torch.bfloat16)}
         # In process, one model uses every core (threads=0), as a server of one's own would: the served layout of
@@ -98,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = in_process.ceiling(model, photos[: args.ceiling_images], replace(settings, threads=0), [1, 4, 8])
         with served.precision_versions(config, model, precisions, args.images) as versions:
             records = {name: Record.read(config.archive(version)) for name, version in versions.items()}
+            archive_mib = {name: config.archive(version).stat().st_size / 2**20 for name, version in versions.items()}
             levels = levels_of(config, versions, precision, photos, args)
+            server_rss = served.server_rss_mib(client, config, versions[precision])
             print("Measuring the cost of an explanation")
             explanation = served.explanation_cost(client, photos, versions[precision])
             workers = {}
@@ -117,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "agreement": {name: record.agreement for name, record in records.items() if record.agreement},
         "levels": [asdict(level) for level in levels],
         "workers": workers,
+        "archive_mib": archive_mib,
+        "server_rss_mib": server_rss,
         "explanation": explanation,
         "peers": peer_results,
         "baseline": asdict(baseline),
@@ -124,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_gflops": matmul,
     }
     report["ratios"] = ratios(report)
+    report["targets"] = targets(report)
     write_results(report, args.output or ARTIFACTS_DIR / "bench" / f"{datetime.now():%Y%m%d-%H%M%S}")
     return 0
 

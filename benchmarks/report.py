@@ -1,4 +1,4 @@
-"""The benchmark's figures as the ratios the README's targets are stated in, and as markdown tables."""
+"""The benchmark's figures as the ratios and targets the README states, and as markdown tables."""
 
 PEERS_WITHOUT_INT8 = ("torch eager fp32", "torch eager bf16", "ONNX Runtime fp32", "OpenVINO bf16")
 
@@ -40,6 +40,35 @@ def ratios(report: dict) -> dict[str, float]:
     return {name: round(value, 3) for name, value in result.items()}
 
 
+def targets(report: dict) -> list[dict]:
+    """The int8 targets of the README's Performance section, each with the figure this run measured and whether it
+    holds; none when no int8 version was served."""
+    if "int8" not in report["versions"]:
+        return []
+    start, rss = report["workers"]["int8"]["cold_start_s"], report["workers"]["int8"]["rss_mib"]
+    archive_mib = report["archive_mib"]["int8"]
+    rows = [
+        ("int8 worker cold start (scale 0 -> 1) <= 4 s", f"{start:.1f} s", start <= 4),
+        ("int8 archive <= 250 MiB", f"{archive_mib:.0f} MiB", archive_mib <= 250),
+        ("int8 worker RSS <= 700 MiB", f"{rss:.0f} MiB", rss <= 700),
+    ]
+    if report["default_precision"] == "int8":  # the in-process figures are the default's
+        served, alone = at_concurrency_1(report["levels"], "REST int8")["p50_ms"], report["in_process"]["p50_ms"]
+        rows.append((
+            "served int8 p50 at concurrency 1 <= 1.25x in process, batch 1 on every core",
+            f"{served:.0f} / {alone:.0f} ms = {served / alone:.2f}x", served / alone <= 1.25,
+        ))  # fmt: skip
+    if "served_int8_over_openvino_int8" in report["ratios"]:
+        ratio = report["ratios"]["served_int8_over_openvino_int8"]
+        rows.append(("served int8 best throughput >= 0.95x OpenVINO int8 in process", f"{ratio:.2f}x", ratio >= 0.95))
+    if agreement := report["agreement"].get("int8"):
+        figure = agreement["top1_with_fp32"]
+        rows.append((
+            "int8 top-1 agreement with fp32 >= 99%", f"{figure:.1%} of {agreement['images']} images", figure >= 0.99
+        ))  # fmt: skip
+    return [{"target": target, "measured": measured, "holds": holds} for target, measured, holds in rows]
+
+
 def markdown(report: dict) -> str:
     lines = [
         "| served | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | server CPU % |",
@@ -61,15 +90,23 @@ def markdown(report: dict) -> str:
         )
     lines += ["", "| in-process peer (model only) | images/s |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.2f} |" for name, value in report["peers"].items()]
-    ceiling, cost = report["in_process"], report["explanation"]
+    ceiling, cost, memory = report["in_process"], report["explanation"], report["server_rss_mib"]
     lines += [
         "",
         f"In-process ceiling of the default ({report['default_precision']}, decoding included, batch "
         f"{ceiling['best_batch']}): {ceiling['best']:.2f} images/s; batch-1 latency p50 {ceiling['p50_ms']:.0f} ms. "
         f"Matmul 4096x4096: {report['matmul_gflops']['fp32']:.0f} GFLOP/s fp32, "
         f"{report['matmul_gflops']['bf16']:.0f} GFLOP/s bf16. One request at a time, median: prediction "
-        f"{cost['prediction_ms']:.0f} ms, explanation {cost['explanation_ms']:.0f} ms.",
+        f"{cost['prediction_ms']:.0f} ms, explanation {cost['explanation_ms']:.0f} ms. Resident memory of the "
+        f"server of the default alone: {memory['total']:.0f} MiB (frontend {memory['frontend']:.0f} MiB, workers "
+        f"{' + '.join(f'{worker:.0f}' for worker in memory['workers'])} MiB).",
         "",
         *(f"- {name.replace('_', ' ')}: **{value}**" for name, value in report["ratios"].items()),
     ]
+    if report["targets"]:
+        lines += ["", "| int8 target | measured | holds |", "| --- | --- | --- |"]
+        lines += [
+            f"| {row['target']} | {row['measured']} | {'yes' if row['holds'] else '**no**'} |"
+            for row in report["targets"]
+        ]
     return "\n".join(lines) + "\n"

@@ -80,6 +80,15 @@ def worker_cold_start(client: RestClient, config: ServerConfig, version: str) ->
     return seconds, psutil.Process(pid).memory_info().rss / 2**20
 
 
+def server_rss_mib(client: RestClient, config: ServerConfig, version: str) -> dict[str, float]:
+    """Resident memory in MiB of the frontend and of each of `version`'s workers: what a server of that version alone
+    holds (after its load levels, with their buffers and caches warm)."""
+    frontend = psutil.Process(running_pid(config)).memory_info().rss / 2**20
+    pids = [worker["pid"] for worker in client.describe(version)[0]["workers"]]
+    workers = [psutil.Process(pid).memory_info().rss / 2**20 for pid in pids]
+    return {"frontend": frontend, "workers": workers, "total": frontend + sum(workers)}
+
+
 def explanation_cost(client: RestClient, photos: list[bytes], version: str, count: int = 16) -> dict[str, float]:
     """Median milliseconds of a prediction and of an explanation of the same photos, one request at a time, after
     one of each (the first explanation loads what Grad-CAM needs)."""

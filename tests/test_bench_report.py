@@ -1,7 +1,7 @@
 """The benchmark's ratios come from the right rows: a synthetic report whose every figure differs, so that a ratio
 taken from the wrong level, precision, peer or direction gives another number."""
 
-from benchmarks.report import markdown, ratios
+from benchmarks.report import markdown, ratios, targets
 
 
 def level(label: str, concurrency: int, images_per_s: float, p50_ms: float) -> dict:
@@ -41,7 +41,9 @@ def synthetic_report() -> dict:
         "in_process": {"best": 32.5, "best_batch": 8, "p50_ms": 49.0},
         "explanation": {"prediction_ms": 100.0, "explanation_ms": 250.0},
         "baseline": level("baseline (FastAPI, fp32)", 4, 4.0, 1800.0),
-        "workers": {"int8": worker, "bf16": worker, "fp32": worker},
+        "workers": {"int8": {"cold_start_s": 3.5, "rss_mib": 900.0}, "bf16": worker, "fp32": worker},
+        "archive_mib": {"int8": 260.0, "bf16": 60.0, "fp32": 60.0},
+        "server_rss_mib": {"frontend": 300.0, "workers": [700.0, 710.0], "total": 1710.0},
         "agreement": {"int8": {"images": 80, "top1_with_fp32": 1.0}},
         "matmul_gflops": {"fp32": 100.0, "bf16": 300.0},
     }
@@ -63,7 +65,24 @@ def test_each_ratio_comes_from_its_own_rows():
 def test_the_tables_show_each_precisions_best_throughput():
     report = synthetic_report()
     report["ratios"] = ratios(report)
+    report["targets"] = targets(report)
     text = markdown(report)
-    assert "| int8 | 1.0 | 4.0 | 900 | 26.00 |" in text and "| bf16 | bench-bf16 | 4.0 | 900 | 12.00 |" in text
+    assert "| int8 | 1.0 | 3.5 | 900 | 26.00 |" in text and "| bf16 | bench-bf16 | 4.0 | 900 | 12.00 |" in text
     assert "| fp32 | bench-fp32 | 4.0 | 900 | 6.00 |" in text
     assert "- served int8 over openvino int8: **1.04**" in text
+
+
+def test_each_target_is_judged_on_its_own_figure():
+    report = synthetic_report()
+    report["ratios"] = ratios(report)
+    assert [(row["measured"], row["holds"]) for row in targets(report)] == [
+        ("3.5 s", True),  # the int8 worker's cold start, not the others' 4.0
+        ("260 MiB", False),  # the int8 archive
+        ("900 MiB", False),  # the int8 worker's RSS
+        ("90 / 49 ms = 1.84x", False),  # REST int8 at concurrency 1 against the in-process batch-1 p50
+        ("1.04x", True),  # 26 / 25 (OpenVINO int8)
+        ("100.0% of 80 images", True),
+    ]
+    report["targets"] = targets(report)
+    assert "| int8 archive <= 250 MiB | 260 MiB | **no** |" in markdown(report)
+    assert "| int8 worker cold start (scale 0 -> 1) <= 4 s | 3.5 s | yes |" in markdown(report)

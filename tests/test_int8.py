@@ -22,6 +22,8 @@ from animals.folders import image_files
 from animals.inference_settings import InferenceSettings
 from animals.labels import ANIMALS
 from animals.model import ModelSpec, build_model
+from animals.run import check_run
+from benchmarks.bench import with_float_weights
 from scripts import archive as archive_script
 from serving import int8
 from serving.archive import trained_run_source
@@ -119,6 +121,16 @@ def test_explanations_run_on_the_int8_weights_dequantized_and_fall_on_the_shape(
     shares = grad_cam_shares(model, dtype, shapes_off_centre)
     report_figure(f"heatmap mass inside the shape's box, int8 weights dequantized: {shares['Grad-CAM']:.1%}")
     assert shares["Grad-CAM"] >= MIN_MASS_IN_BOX
+
+
+def test_the_benchmark_of_an_int8_default_runs_its_float_versions_on_its_weights_dequantized(quantized, tmp_path):
+    """`make bench` against `make serve PRECISION=int8` builds its bf16 and fp32 versions, and its peers, from the
+    default's weights: an int8 archive's are its int8 weights, dequantized."""
+    default = with_float_weights(shutil.copytree(quantized, tmp_path / "default"))
+    assert check_run(default) == default
+    weights = torch.load(default / "model.pt", weights_only=True)
+    expected = quantization.dequantized_state_dict(quantized / quantization.PROGRAM)
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[name], expected[name]) for name in weights)
 
 
 def test_the_int8_program_holds_int8_weights_and_quantized_activations(tiny_program):
