@@ -82,6 +82,16 @@ def test_the_compiled_program_runs_every_layer_as_a_fused_int8_call(quantized):
     assert "aoti_torch_cpu_convolution(" not in source and "aoti_torch_cpu_addmm" not in source
 
 
+def test_loading_the_compiled_program_leaves_nothing_unpacked(quantized, shapes_test, tmp_path, monkeypatch):
+    """TorchServe kills its workers: what a worker unpacks must not wait for its exit to be removed (the loader's
+    own folder, under TMPDIR, would keep 130 MiB a VGG16 worker start)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    model = InferenceModel(quantized, INT8)
+    assert not list(tmp_path.glob("aotinductor_*"))
+    images = int8.batches(image_files(shapes_test)[::50], "check")[0]
+    assert model(images).shape == (len(images), len(ANIMALS))  # the library, mapped, needs its files no more
+
+
 def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantized, shapes_test, tmp_path, caplog):
     """The ahead-of-time program runs only where the build's CPU features and torch are; elsewhere the worker
     compiles the packed program itself, says so in one line, and answers the same."""
