@@ -1,11 +1,14 @@
 """How the same model runs fast: precision (fp32, bf16 or int8), memory format, compilation and threads.
 
-bf16 is used only where the hardware computes it natively (AVX-512 BF16 or AMX on x86 CPUs, bf16-capable GPUs);
-elsewhere "auto" stays fp32. int8 runs the quantized program packed beside the weights (animals.quantization), always
+"auto" runs bf16 where the hardware computes it natively (bf16-capable GPUs; x86 CPUs with AVX-512 BF16 or AMX)
+and it measures faster than fp32 there (some CPUs with AVX-512 BF16 and no AMX multiply bf16 slower than fp32), and
+fp32 elsewhere. int8 runs the quantized program packed beside the weights (animals.quantization), always
 compiled. The handler, offline prediction and the benchmark's in-process references all run a model through
 InferenceModel, so they run it the same way.
 """
 
+import functools
+import timeit
 from pathlib import Path
 
 import torch
@@ -16,17 +19,34 @@ from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 
 INPUT_SHAPE = (3, 224, 224)
+BF16_MIN_SPEEDUP = 1.2  # "auto" takes bf16 on a CPU only this much faster than fp32: near parity, fp32's answers win
+PROBE_SIDE = 1024  # the matrices "auto" times: large enough to time the arithmetic, not the call (0.25 s in all here)
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype the model's inputs have: bf16 when asked for, or when "auto" and the device computes bf16 natively;
-    fp32 otherwise (int8 programs take fp32 images and quantize them themselves)."""
+    """The dtype the model's inputs have: bf16 when asked for, or when "auto" and the device computes bf16 natively
+    and (on a CPU) measurably faster; fp32 otherwise (int8 programs take fp32 images and quantize them themselves)."""
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto":
-        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
-        return torch.bfloat16 if native else torch.float32
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        faster = cpu_has_native_bf16() and bf16_speedup() >= BF16_MIN_SPEEDUP
+        return torch.bfloat16 if faster else torch.float32
     return torch.float32
+
+
+@functools.cache
+def bf16_speedup() -> float:
+    """How many times faster this CPU multiplies bf16 matrices than fp32 ones, on this process's threads (best of
+    three each). The CPU flag is not enough: AVX-512 BF16 made VGG16 twice as fast on an AMD EPYC, and slower than
+    fp32 on a Sapphire Rapids VM without AMX (matmul 134 against 241 GFLOP/s), both measured."""
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        matrix = torch.rand(PROBE_SIDE, PROBE_SIDE).to(dtype)
+        torch.mm(matrix, matrix)  # the first call picks and caches oneDNN's kernel
+        seconds[dtype] = min(timeit.repeat(lambda matrix=matrix: torch.mm(matrix, matrix), number=1, repeat=3))
+    return seconds[torch.float32] / seconds[torch.bfloat16]
 
 
 def effective_precision(precision: str, device: torch.device | str = "cpu") -> str:
