@@ -10,6 +10,7 @@ FastAPI baseline peer, and matmul GFLOP/s. Writes results.md, results.json and t
 
 import argparse
 import json
+import os
 import tempfile
 from dataclasses import asdict, replace
 from datetime import datetime
@@ -25,7 +26,7 @@ from benchmarks import in_process, peers, served
 from benchmarks.baseline_server import baseline_level
 from benchmarks.load import predict_sender, read_photos
 from benchmarks.plot import write_plot
-from benchmarks.report import markdown, ratios, targets
+from benchmarks.report import capacity_plan, markdown, ratios, targets
 from serving.client import GrpcClient, RestClient
 from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
 from serving.record import Record
@@ -134,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": asdict(baseline),
         "in_process": ceiling,
         "matmul_gflops": matmul,
+        "cores": os.cpu_count(),
     }
     report["ratios"] = ratios(report)
     report["targets"] = targets(report)
+    report["capacity"] = capacity_plan(report)
     write_results(report, args.output or ARTIFACTS_DIR / "bench" / f"{datetime.now():%Y%m%d-%H%M%S}")
     return 0
 

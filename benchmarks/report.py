@@ -1,6 +1,13 @@
-"""The benchmark's figures as the ratios and targets the README states, and as markdown tables."""
+"""The benchmark's figures as the ratios the README's targets are stated in, a capacity plan, and markdown tables."""
+
+import math
 
 PEERS_WITHOUT_INT8 = ("torch eager fp32", "torch eager bf16", "ONNX Runtime fp32", "OpenVINO bf16")
+# The capacity plan: the p95 latency each server must keep, how busy the autoscaler keeps servers (the HPA's CPU
+# target in deploy/kubernetes/hpa.yaml: the rest is headroom while new pods start), and the loads it is sized for.
+P95_TARGET_MS = 500
+HPA_CPU_UTILISATION = 0.7
+RATES = (100, 1_000, 10_000)
 
 
 def best(levels: list[dict], label: str) -> dict:
@@ -69,6 +76,32 @@ def targets(report: dict) -> list[dict]:
     return [{"target": target, "measured": measured, "holds": holds} for target, measured, holds in rows]
 
 
+def capacity_plan(report: dict, p95_ms: float = P95_TARGET_MS, utilisation: float = HPA_CPU_UTILISATION) -> list[dict]:
+    """Per served precision: the best throughput of a server like this one (its cores, its memory) whose p95 latency
+    stays within `p95_ms`, per core and per GiB, and the servers (pods) needed for each of RATES requests/s (one
+    image each) when the autoscaler keeps them `utilisation` busy."""
+    memory = report["server_rss_mib"]
+    plan = []
+    for precision in report["versions"]:
+        within = [
+            level for level in report["levels"] if level["label"] == f"REST {precision}" and level["p95_ms"] <= p95_ms
+        ]
+        if not within:
+            continue
+        level = max(within, key=lambda level: level["images_per_s"])
+        if precision == report["default_precision"]:  # measured after its load levels
+            pod_gib = memory["total"] / 1024
+        else:  # the frontend and as many workers, each as its cold start measured it
+            pod_gib = (memory["frontend"] + len(memory["workers"]) * report["workers"][precision]["rss_mib"]) / 1024
+        pods = {rate: math.ceil(rate / (level["images_per_s"] * utilisation)) for rate in RATES}
+        plan.append({
+            "precision": precision, "concurrency": level["concurrency"], "images_per_s": level["images_per_s"],
+            "p95_ms": level["p95_ms"], "per_core": level["images_per_s"] / report["cores"],
+            "pod_gib": pod_gib, "per_gib": level["images_per_s"] / pod_gib, "pods": pods,
+        })  # fmt: skip
+    return plan
+
+
 def markdown(report: dict) -> str:
     lines = [
         "| served | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | server CPU % |",
@@ -109,4 +142,21 @@ def markdown(report: dict) -> str:
             f"| {row['target']} | {row['measured']} | {'yes' if row['holds'] else '**no**'} |"
             for row in report["targets"]
         ]
+    if report["capacity"]:
+        rates = " / ".join(f"{rate:,}" for rate in RATES)
+        lines += [
+            "",
+            f"Capacity plan: servers like this one ({report['cores']} cores) kept {HPA_CPU_UTILISATION:.0%} busy, "
+            f"p95 <= {P95_TARGET_MS} ms, one image a request.",
+            "",
+            f"| precision | images/s at p95 <= {P95_TARGET_MS} ms (concurrency, p95) | per core | server GiB | per GiB "
+            f"| servers for {rates} requests/s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in report["capacity"]:
+            lines.append(
+                f"| {row['precision']} | {row['images_per_s']:.2f} ({row['concurrency']}, {row['p95_ms']:.0f} ms) | "
+                f"{row['per_core']:.2f} | {row['pod_gib']:.2f} | {row['per_gib']:.2f} | "
+                f"{' / '.join(str(count) for count in row['pods'].values())} |"
+            )
     return "\n".join(lines) + "\n"

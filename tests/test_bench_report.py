@@ -1,7 +1,7 @@
 """The benchmark's ratios come from the right rows: a synthetic report whose every figure differs, so that a ratio
 taken from the wrong level, precision, peer or direction gives another number."""
 
-from benchmarks.report import markdown, ratios, targets
+from benchmarks.report import capacity_plan, markdown, ratios, targets
 
 
 def level(label: str, concurrency: int, images_per_s: float, p50_ms: float) -> dict:
@@ -46,6 +46,7 @@ def synthetic_report() -> dict:
         "server_rss_mib": {"frontend": 300.0, "workers": [700.0, 710.0], "total": 1710.0},
         "agreement": {"int8": {"images": 80, "top1_with_fp32": 1.0}},
         "matmul_gflops": {"fp32": 100.0, "bf16": 300.0},
+        "cores": 2,
     }
 
 
@@ -66,6 +67,7 @@ def test_the_tables_show_each_precisions_best_throughput():
     report = synthetic_report()
     report["ratios"] = ratios(report)
     report["targets"] = targets(report)
+    report["capacity"] = capacity_plan(report)
     text = markdown(report)
     assert "| int8 | 1.0 | 3.5 | 900 | 26.00 |" in text and "| bf16 | bench-bf16 | 4.0 | 900 | 12.00 |" in text
     assert "| fp32 | bench-fp32 | 4.0 | 900 | 6.00 |" in text
@@ -83,6 +85,20 @@ def test_each_target_is_judged_on_its_own_figure():
         ("1.04x", True),  # 26 / 25 (OpenVINO int8)
         ("100.0% of 80 images", True),
     ]
-    report["targets"] = targets(report)
+    report["targets"], report["capacity"] = targets(report), []
     assert "| int8 archive <= 250 MiB | 260 MiB | **no** |" in markdown(report)
     assert "| int8 worker cold start (scale 0 -> 1) <= 4 s | 3.5 s | yes |" in markdown(report)
+
+
+def test_the_capacity_plan_sizes_servers_from_the_fastest_level_within_the_latency_target():
+    report = synthetic_report()
+    int8, bf16, fp32 = capacity_plan(report)
+    # int8: concurrency 8 (24 images/s, p95 363 ms); 16 is faster but its p95 (660 ms) is over 500 ms
+    assert (int8["concurrency"], int8["images_per_s"], int8["per_core"]) == (8, 24.0, 12.0)
+    assert int8["pod_gib"] == 1710 / 1024  # the default's server, as measured after its levels
+    assert int8["pods"] == {100: 6, 1_000: 60, 10_000: 596}  # ceil(rate / (24 x 0.7))
+    assert (bf16["concurrency"], bf16["pods"]) == (1, {100: 29, 1_000: 286, 10_000: 2858})  # ceil(rate / 3.5)
+    assert bf16["pod_gib"] == (300 + 2 * 900) / 1024  # the frontend and as many workers as the default has
+    assert (fp32["concurrency"], fp32["images_per_s"]) == (1, 3.0)
+    report["ratios"], report["targets"], report["capacity"] = ratios(report), [], [int8]
+    assert "| int8 | 24.00 (8, 363 ms) | 12.00 | 1.67 | 14.37 | 6 / 60 / 596 |" in markdown(report)
