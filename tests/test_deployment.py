@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from animals.errors import UserError
+from benchmarks.report import HPA_CPU_UTILISATION
 from serving.archive import trained_run_source
 from serving.client import TorchServeError
 from serving.config import ServerConfig, read_config, read_properties
@@ -167,6 +168,23 @@ def test_deployment_probes_ports_and_resources():
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["exec"]["command"][-1] == "health"
     assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+
+
+def test_the_autoscaler_and_the_resources_follow_the_readmes_capacity_plan():
+    """The manifests use the plan's figures: the HPA's CPU target is the utilisation the plan assumes, its ceiling the
+    int8 servers for 1,000 requests/s, and a pod requests the cores the benchmark's server had and more memory than
+    it held."""
+    row = re.search(
+        r"^\| int8 \| [\d.]+ \(\d+, \d+ ms\) \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| \d+ / (\d+) / \d+ \|$",
+        (REPO_ROOT / "README.md").read_text(), re.MULTILINE,
+    )  # fmt: skip
+    server_gib, for_a_thousand = float(row[1]), int(row[2])
+    hpa = yaml.safe_load((REPO_ROOT / "deploy" / "kubernetes" / "hpa.yaml").read_text())["spec"]
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == round(HPA_CPU_UTILISATION * 100)
+    assert hpa["maxReplicas"] == for_a_thousand
+    deployment = yaml.safe_load((REPO_ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    requests = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert requests["cpu"] == "2" and int(requests["memory"].removesuffix("Gi")) > server_gib
 
 
 def test_kserve_inference_service_fits_the_v1beta1_api():
