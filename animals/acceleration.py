@@ -97,7 +97,7 @@ class InferenceModel:
     def eager(self) -> tuple[torch.nn.Module, torch.dtype]:
         """The model as an eager float module that gradients can run through, and its dtype: the one that predicts
         when it is one, else loaded from the float weights (compiled) or from the int8 program's weights, dequantized
-        (int8: its archive packs no float copy), in bf16 where native and fp32 elsewhere."""
+        (int8: its archive packs no float copy), in the dtype "auto" resolves to."""
         if not self.settings.compiled:
             return self.model, self.dtype
         dtype = resolve_dtype("auto", self.device)
