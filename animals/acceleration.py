@@ -8,7 +8,7 @@ InferenceModel, so they run it the same way.
 """
 
 import functools
-import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from animals.model import ModelSpec, load_model
 
 INPUT_SHAPE = (3, 224, 224)
 BF16_MIN_SPEEDUP = 1.2  # "auto" takes bf16 on a CPU only this much faster than fp32: near parity, fp32's answers win
-PROBE_SIDE = 1024  # the matrices "auto" times: large enough to time the arithmetic, not the call (0.15 s in all here)
+PROBE_SIDE = 1024  # the matrices "auto" times: large enough to time the arithmetic, not the call (0.25 s in all here)
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -38,20 +38,15 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 @functools.cache
 def bf16_speedup() -> float:
-    """How many times faster this CPU multiplies bf16 matrices than fp32 ones, on this process's threads. The CPU
-    flag is not enough: AVX-512 BF16 made VGG16 twice as fast on an AMD EPYC, and slower than fp32 on a Sapphire
-    Rapids VM without AMX (matmul 134 against 241 GFLOP/s), both measured."""
-    return matmul_gflops(torch.bfloat16, PROBE_SIDE) / matmul_gflops(torch.float32, PROBE_SIDE)
-
-
-def matmul_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> float:
-    """GFLOP/s of `repeats` size x size matrix products in `dtype`, after one that picks and caches oneDNN's kernel."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+    """How many times faster this CPU multiplies bf16 matrices than fp32 ones, on this process's threads (best of
+    three each). The CPU flag is not enough: AVX-512 BF16 made VGG16 twice as fast on an AMD EPYC, and slower than
+    fp32 on a Sapphire Rapids VM without AMX (matmul 134 against 241 GFLOP/s), both measured."""
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        matrix = torch.rand(PROBE_SIDE, PROBE_SIDE).to(dtype)
+        torch.mm(matrix, matrix)  # the first call picks and caches oneDNN's kernel
+        seconds[dtype] = min(timeit.repeat(lambda matrix=matrix: torch.mm(matrix, matrix), number=1, repeat=3))
+    return seconds[torch.float32] / seconds[torch.bfloat16]
 
 
 def effective_precision(precision: str, device: torch.device | str = "cpu") -> str:

@@ -17,7 +17,6 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from unittest import mock
 
 import torch
 
@@ -163,8 +162,16 @@ def _load_package(package: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     only its destructor removes, which a TorchServe worker never reaches (it is killed): 130 MiB left behind at every
     VGG16 worker start. It unpacks into a folder of its own here, removed as soon as the library is loaded (the
     library stays mapped in memory)."""
-    with tempfile.TemporaryDirectory(prefix="int8-package-") as scratch, mock.patch.dict(os.environ, TMPDIR=scratch):
-        return torch._inductor.aoti_load_package(str(package))
+    with tempfile.TemporaryDirectory(prefix="int8-package-") as scratch:
+        previous = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = scratch  # where the loader unpacks
+        try:
+            return torch._inductor.aoti_load_package(str(package))
+        finally:
+            if previous is None:
+                del os.environ["TMPDIR"]
+            else:
+                os.environ["TMPDIR"] = previous
 
 
 def _why_not_ahead_of_time(folder: Path) -> str | None:

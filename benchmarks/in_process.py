@@ -1,5 +1,5 @@
-"""The in-process reference: the ceiling a server could reach with the same model, weights, preprocessing and
-precision in a plain loop."""
+"""The in-process references: the CPU's matmul GFLOP/s, and the ceiling a server could reach with the same model,
+weights, preprocessing and precision in a plain loop."""
 
 import time
 from pathlib import Path
@@ -10,6 +10,15 @@ import torch
 from animals.acceleration import InferenceModel
 from animals.inference_settings import InferenceSettings
 from animals.preprocessing import decode_image, eval_transform
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 4096, repeats: int = 3) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def ceiling(run: Path, photos: list[bytes], settings: InferenceSettings, batch_sizes: list[int]) -> dict:

@@ -76,18 +76,16 @@ def worker_cold_start(client: RestClient, config: ServerConfig, version: str) ->
         seconds = time.perf_counter() - started
     finally:
         client.scale(version, described["minWorkers"], described["maxWorkers"])
-    return seconds, rss_mib(client.describe(version)[0]["workers"][0]["pid"])
-
-
-def rss_mib(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20
+    pid = client.describe(version)[0]["workers"][0]["pid"]
+    return seconds, psutil.Process(pid).memory_info().rss / 2**20
 
 
 def server_rss_mib(client: RestClient, config: ServerConfig, version: str) -> dict[str, float]:
     """Resident memory in MiB of the frontend and of each of `version`'s workers: what a server of that version alone
     holds (after its load levels, with their buffers and caches warm)."""
-    frontend = rss_mib(running_pid(config))
-    workers = [rss_mib(worker["pid"]) for worker in client.describe(version)[0]["workers"]]
+    frontend = psutil.Process(running_pid(config)).memory_info().rss / 2**20
+    pids = [worker["pid"] for worker in client.describe(version)[0]["workers"]]
+    workers = [psutil.Process(pid).memory_info().rss / 2**20 for pid in pids]
     return {"frontend": frontend, "workers": workers, "total": frontend + sum(workers)}
 
 
