@@ -31,6 +31,10 @@ X86_LEVELS = {
     "x86-64-v4": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma", "bmi2"),
     "x86-64-v3": ("avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"),
 }
+# CPUs that multiply int8 by int8 straight into int32. Without them (AVX2 alone) products are summed pairwise in
+# int16, which saturates: activations are then quantized to 7 bits, as torchao advises (on an AVX2-only AMD EPYC
+# the shapes model agreed with fp32 on 98% of images with 8-bit activations, on 100% with 7-bit, measured).
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 PT_GNU_STACK, PF_X = 0x6474E551, 0x1
 log = logging.getLogger(__name__)
 MAX_BATCH = 64
@@ -46,7 +50,8 @@ def _quantizer():
         get_default_x86_inductor_quantization_config,
     )
 
-    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    config = get_default_x86_inductor_quantization_config(reduce_range=not VNNI_FLAGS & cpu_flags())
+    quantizer = X86InductorQuantizer().set_global(config)
     for name in FLOAT_MODULES:
         quantizer.set_module_name_qconfig(name, None)
     return quantizer
