@@ -10,11 +10,17 @@ to the last block: about the cost of one prediction, whose probabilities it also
 prediction path.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.models.vgg import VGG
+
+if TYPE_CHECKING:
+    from torchvision.models.vgg import VGG
 
 METHOD = "grad-cam"
 PALETTE = np.array([(0, 0, 128), (0, 128, 255), (0, 220, 120), (255, 220, 0), (255, 64, 0)], dtype=np.float32)

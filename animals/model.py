@@ -4,15 +4,20 @@ A ModelSpec (saved as model.json beside the weights) says which VGG to build, so
 prediction and the TorchServe handler build the same network from the same state dict.
 """
 
+from __future__ import annotations
+
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchvision.models.vgg import VGG, cfgs, make_layers
 
 from animals.zero_shot import IMAGENET_CLASSES, ZeroShotHead
+
+if TYPE_CHECKING:
+    from torchvision.models.vgg import VGG
 
 VGG_LAYOUTS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 HIDDEN_UNITS = 4096
@@ -43,7 +48,7 @@ class ModelSpec:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "ModelSpec":
+    def load(cls, path: Path) -> ModelSpec:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -53,7 +58,11 @@ def build_model(spec: ModelSpec) -> VGG:
 
 
 def _network(spec: ModelSpec) -> VGG:
-    """The VGG whose state dict a run's model.pt (or ImageNet's weights, for the zero-shot head) holds."""
+    """The VGG whose state dict a run's model.pt (or ImageNet's weights, for the zero-shot head) holds. torchvision
+    is imported here, not with the module: an int8 worker, which runs a compiled program, never builds the network
+    (nor pays torchvision's 2.9 s and 160 MiB at start) until it explains."""
+    from torchvision.models.vgg import VGG, cfgs, make_layers
+
     layout = [v if v == "M" else _scaled(v, spec.width) for v in cfgs[VGG_LAYOUTS[spec.arch]]]
     model = VGG(make_layers(layout), num_classes=IMAGENET_CLASSES, init_weights=True)
     if spec.width != 1.0:

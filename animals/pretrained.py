@@ -5,7 +5,6 @@ import socket
 from pathlib import Path
 
 import torch
-from torchvision.models import get_model_weights
 
 from animals.errors import UserError
 
@@ -18,7 +17,10 @@ def weights_variable(arch: str) -> str:
 
 
 def imagenet_weights(arch: str) -> object:
-    """torchvision's ImageNet weights entry for `arch` (its metadata is available offline)."""
+    """torchvision's ImageNet weights entry for `arch` (its metadata is available offline). torchvision is imported
+    only here, where it is used: serving an int8 program never needs it (see animals.model._network)."""
+    from torchvision.models import get_model_weights
+
     return get_model_weights(arch).IMAGENET1K_V1
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from PIL import Image
+from torchvision import transforms
 
 from animals.errors import BadInput
 from animals.preprocessing import CROP_SIZE, RESIZE_SIZE, DecodeLimits, decode_image, eval_transform
@@ -77,3 +79,22 @@ def test_a_large_jpeg_is_decoded_reduced_but_never_below_the_resize(size):
     image = decode_image(corpus.encode(corpus.gradient(*size), "JPEG"))
     assert min(image.size) >= RESIZE_SIZE and min(image.size) < 2 * RESIZE_SIZE
     assert image.size[0] / image.size[1] == pytest.approx(size[0] / size[1], rel=0.02)
+
+
+@pytest.mark.parametrize("size", [(256, 256), (224, 224), (257, 300), (300, 257), (1000, 51), (51, 1000), (3, 2)])
+def test_the_eval_transform_is_torchvisions_to_the_bit(samples, size):
+    """Serving computes torchvision's Resize, CenterCrop, ToTensor and Normalize without importing torchvision:
+    the tensors must be the same, on real photos and on sizes whose crop rounds half-way."""
+    torchvision_transform = transforms.Compose(
+        [
+            transforms.Resize(RESIZE_SIZE),
+            transforms.CenterCrop(CROP_SIZE),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    generator = torch.Generator().manual_seed(size[0] * size[1])
+    pixels = torch.randint(0, 256, (size[1], size[0], 3), dtype=torch.uint8, generator=generator).numpy()
+    images = [Image.fromarray(pixels)] + [decode_image(path.read_bytes()) for path in samples[:: len(samples) // 8]]
+    for image in images:
+        assert torch.equal(eval_transform()(image), torchvision_transform(image)), image.size

@@ -23,9 +23,10 @@ from animals import cli
 from animals.errors import UserError
 from animals.labels import write_index_to_name
 from animals.model import VGG_LAYOUTS, ModelSpec, build_model
-from animals.preprocessing import AUGMENTATIONS, eval_transform, train_transform
+from animals.preprocessing import eval_transform
 from animals.pretrained import load_imagenet_state_dict
 from animals.run import ARTIFACTS_DIR, Split
+from training.augmentation import AUGMENTATIONS, train_transform
 from training.data import ImageDataset, LoadedBatch, as_input, make_split, photos_per_folder, skip_unreadable
 from training.features import cached_loader, extract_features
 from training.progress import EpochResult, Progress
