@@ -112,12 +112,10 @@ class InferenceModel:
         return images.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
 
     def warm_up(self, max_batch: int) -> None:
-        """Compile for every batch size up to max_batch: one graph with a dynamic batch dimension (a batch of 2 marked
-        dynamic), and batch 1, which torch specialises."""
+        """Run every kind of batch once before requests come: a batch of 2 (torch.compile with dynamic=True compiles
+        it as one graph for every size from 2 to max_batch) and batch 1, which it specialises. An ahead-of-time
+        compiled program compiles nothing here, but creates its oneDNN kernels at these first calls."""
         sample = torch.zeros(1, *INPUT_SHAPE)
         if max_batch > 1:
-            with torch.inference_mode():  # as requests come: an inference tensor outside it would recompile then
-                batch = self.as_input(sample.expand(2, *INPUT_SHAPE).clone())
-                torch._dynamo.mark_dynamic(batch, 0)
-                self.model(batch)
+            self(sample.expand(2, *INPUT_SHAPE).clone())
         self(sample)

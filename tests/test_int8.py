@@ -92,6 +92,38 @@ def test_loading_the_compiled_program_leaves_nothing_unpacked(quantized, shapes_
     assert model(images).shape == (len(images), len(ANIMALS))  # the library, mapped, needs its files no more
 
 
+WORKER = """
+import json, sys
+from handler import animals_handler
+from animals.acceleration import InferenceModel
+from animals.inference_settings import InferenceSettings
+from animals.preprocessing import decode_image, eval_transform
+model = InferenceModel(sys.argv[1], InferenceSettings(precision="int8"))
+model(eval_transform()(decode_image(open(sys.argv[2], "rb").read())).unsqueeze(0))
+imported = [name for name in ("torchvision", "torch._dynamo", "torch._inductor", "torchao") if name in sys.modules]
+library, kib = False, []  # Size and Rss of each read-only mapping of the compiled library
+for line in open("/proc/self/smaps"):
+    if "-" in line.split(" ")[0]:
+        library = " r--p " in line and "wrapper.so" in line
+    elif library and line.startswith(("Size:", "Rss:")):
+        kib.append(int(line.split()[1]))
+print(json.dumps({"imported": imported, "library_kib": list(zip(kib[0::2], kib[1::2]))}))
+"""
+
+
+def test_a_worker_runs_the_compiled_program_without_importing_the_compiler_or_torchvision(quantized, samples):
+    """What lets an int8 worker start in seconds and small: importing the compiler (to load the package through it)
+    or torchvision (for the transform or the network) cost a VGG16 worker about 3 s and 160 MiB each, and the
+    library's own copy of the weights, once copied out, 132 MiB (measured)."""
+    command = [sys.executable, "-c", WORKER, str(quantized), str(samples[0])]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    worker = json.loads(result.stdout.splitlines()[-1])
+    assert worker["imported"] == []
+    weights_kib, resident_kib = max(worker["library_kib"])  # the library's largest read-only part: its weights
+    assert weights_kib >= 64 and resident_kib <= 8, worker["library_kib"]
+
+
 def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantized, shapes_test, tmp_path, caplog):
     """The ahead-of-time program runs only where the build's CPU features and torch are; elsewhere the worker
     compiles the packed program itself, says so in one line, and answers the same."""

@@ -73,3 +73,13 @@ def test_bf16_keeps_fp32_top1_of_the_zero_shot_grouping_on_real_photos(samples, 
 def test_unknown_precisions_are_refused(value):
     with pytest.raises(ValueError, match="precision must be one of"):
         InferenceSettings.from_config({"precision": value})
+
+
+def test_a_compiled_model_compiles_every_batch_size_before_its_first_request(tiny_run):
+    """Requests of any batch size up to the worker's largest find their graph compiled at start."""
+    compiled = InferenceModel(tiny_run, InferenceSettings(precision="fp32", compile=True), max_batch=8)
+    frames = torch._dynamo.utils.counters["frames"]
+    before = dict(frames)
+    for size in range(1, 9):
+        assert compiled(torch.rand(size, 3, 224, 224)).shape == (size, 10)
+    assert dict(frames) == before
