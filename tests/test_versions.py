@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,10 +281,12 @@ def test_a_model_already_in_the_store_is_not_built_again_under_a_new_label(serve
         remove_archive(server, copy.name)
 
 
-def test_the_same_inputs_build_the_same_bytes_and_are_not_rebuilt(server, runs, tmp_path, capsys, monkeypatch):
+def test_the_same_inputs_build_the_same_bytes_deflated_and_are_not_rebuilt(server, runs, tmp_path, capsys, monkeypatch):
     first = archive_of(runs["second"], tmp_path / "a" / "animals-2.0.mar", "2.0")
     second = archive_of(runs["second"], tmp_path / "b" / "animals-2.0.mar", "2.0")
     assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as packed:
+        assert first.stat().st_size < 0.95 * sum(entry.file_size for entry in packed.infolist())
     version, archive = publish(server, trained_run_source(runs["second"]))
     built = archive.stat().st_mtime_ns
     monkeypatch.chdir(runs["second"].parent)
