@@ -20,6 +20,7 @@ import torch
 
 from animals import cli, quantization
 from animals.acceleration import effective_precision
+from animals.inference_settings import cpu_has_native_bf16
 from animals.preprocessing import decode_image, eval_transform
 from animals.run import ARTIFACTS_DIR
 from benchmarks import in_process, peers, served
@@ -101,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         model = with_float_weights(extract_model(default_archive, Path(work) / "default"))
         print("Measuring matmul GFLOP/s and the in-process ceiling")
-        matmul = {"fp32": in_process.matmul_gflops(torch.float32), "bf16": in_process.matmul_gflops(torch.bfloat16)}
+        matmul = {"fp32": in_process.matmul_gflops(torch.float32)}
+        if cpu_has_native_bf16():  # emulated, bf16 multiplies 100 times slower than fp32: minutes here (measured)
+            matmul["bf16"] = in_process.matmul_gflops(torch.bfloat16)
         # In process, one model uses every core (threads=0), as a server of one's own would: the served layout of
         # single-thread workers would leave the ceiling and the peers after it with one thread.
         ceiling = in_process.ceiling(model, photos[: args.ceiling_images], replace(settings, threads=0), [1, 4, 8])

@@ -124,15 +124,15 @@ def markdown(report: dict) -> str:
     lines += ["", "| in-process peer (model only) | images/s |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.2f} |" for name, value in report["peers"].items()]
     ceiling, cost, memory = report["in_process"], report["explanation"], report["server_rss_mib"]
+    matmul = ", ".join(f"{gflops:.0f} GFLOP/s {dtype}" for dtype, gflops in report["matmul_gflops"].items())
     lines += [
         "",
         f"In-process ceiling of the default ({report['default_precision']}, decoding included, batch "
         f"{ceiling['best_batch']}): {ceiling['best']:.2f} images/s; batch-1 latency p50 {ceiling['p50_ms']:.0f} ms. "
-        f"Matmul 4096x4096: {report['matmul_gflops']['fp32']:.0f} GFLOP/s fp32, "
-        f"{report['matmul_gflops']['bf16']:.0f} GFLOP/s bf16. One request at a time, median: prediction "
-        f"{cost['prediction_ms']:.0f} ms, explanation {cost['explanation_ms']:.0f} ms. Resident memory of the "
-        f"server of the default alone: {memory['total']:.0f} MiB (frontend {memory['frontend']:.0f} MiB, workers "
-        f"{' + '.join(f'{worker:.0f}' for worker in memory['workers'])} MiB).",
+        f"Matmul 4096x4096: {matmul} (bf16 only where the CPU computes it natively). One request at a time, median: "
+        f"prediction {cost['prediction_ms']:.0f} ms, explanation {cost['explanation_ms']:.0f} ms. Resident memory "
+        f"of the server of the default alone: {memory['total']:.0f} MiB (frontend {memory['frontend']:.0f} MiB, "
+        f"workers {' + '.join(f'{worker:.0f}' for worker in memory['workers'])} MiB).",
         "",
         *(f"- {name.replace('_', ' ')}: **{value}**" for name, value in report["ratios"].items()),
     ]
