@@ -48,7 +48,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini g++ python3-dev \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 torchserve
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
+# OMP_WAIT_POLICY: as serving.server.WORKER_ENVIRONMENT gives `make serve`'s workers (KServe starts torchserve itself)
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --from=build --chown=10001:10001 /app /app

@@ -9,12 +9,15 @@ InferenceModel, so they run it the same way.
 
 import functools
 import timeit
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from animals import quantization
-from animals.inference_settings import InferenceSettings, cpu_has_native_bf16
+from animals.core_share import CoreShare, available_cores
+from animals.inference_settings import SHARED_THREADS, InferenceSettings, cpu_has_native_bf16
 from animals.labels import read_index_to_name
 from animals.model import ModelSpec, load_model
 
@@ -59,7 +62,8 @@ def effective_precision(precision: str, device: torch.device | str = "cpu") -> s
 class InferenceModel:
     """A model folder (a training run, or an unpacked archive) run as `settings` say: images in, probabilities out.
 
-    With compilation, every batch size up to `max_batch` is compiled here, so that no request waits for it.
+    With compilation, every batch size up to `max_batch` is compiled here, so that no request waits for it. With
+    shared threads, each call runs on the threads the server's other busy workers leave it (animals.core_share).
     """
 
     def __init__(
@@ -70,7 +74,11 @@ class InferenceModel:
         weights: str = "model.pt",
         max_batch: int = 8,
     ) -> None:
-        if settings.threads > 0:
+        self.cores = None
+        if settings.threads == SHARED_THREADS:  # the share's threads in a call, one outside (an explanation)
+            self.cores = CoreShare(available_cores())
+            torch.set_num_threads(1)
+        elif settings.threads > 0:
             torch.set_num_threads(settings.threads)
         self.settings = settings
         self.folder, self.weights = Path(folder), weights
@@ -91,8 +99,22 @@ class InferenceModel:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """N x 3 x 224 x 224 preprocessed fp32 images to N x classes fp32 probabilities."""
-        with torch.inference_mode():
+        with self.shared_threads(), torch.inference_mode():
             return self.model(self.as_input(images)).float().softmax(dim=1).cpu()
+
+    @contextmanager
+    def shared_threads(self) -> Iterator[None]:
+        """Compute the block on the threads the core share gives it, then give the caller its own back."""
+        if self.cores is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        with self.cores.claim() as threads:
+            torch.set_num_threads(threads)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(before)
 
     def eager(self) -> tuple[torch.nn.Module, torch.dtype]:
         """The model as an eager float module that gradients can run through, and its dtype: the one that predicts

@@ -121,6 +121,13 @@ def test_every_file_the_config_names_is_in_the_image(image):
     assert "log4j2.xml" in listing and "metrics.yaml" in listing and f"{MODEL_NAME}-1.0.mar" in listing
 
 
+def test_the_image_workers_wait_for_work_asleep(image):
+    """As `make serve`'s workers do (serving.server.WORKER_ENVIRONMENT), whether the image's own command or KServe's
+    starts TorchServe."""
+    environment = json.loads(docker("image", "inspect", "--format", "{{json .Config.Env}}", image).stdout)
+    assert "OMP_WAIT_POLICY=PASSIVE" in environment
+
+
 def test_the_container_answers_every_sample_photo_as_its_archive_does(container, archive_reference, samples):
     url = f"{container['url']}/predictions/{MODEL_NAME}"
     headers = {"Authorization": f"Bearer {container['token']}"}

@@ -2,8 +2,10 @@
 
 import base64
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 
 from animals.labels import ANIMALS
@@ -98,6 +100,15 @@ def test_requests_without_the_right_token_are_refused(served, samples, token):
 
 def test_key_file_is_private(served):
     assert served.config.key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_workers_share_the_cores_and_wait_for_work_asleep(served, samples):
+    """model-config.yaml's `threads: shared`: the workers claim their cores in the server's TMPDIR (its logs folder),
+    and their OpenMP threads sleep between batches rather than spin on the cores another worker computes on."""
+    served.predict(samples[0].read_bytes())
+    assert list((served.config.log_dir / f"animals-cores-{os.getuid()}").glob("slot-*"))
+    for worker in served.describe()[0]["workers"]:
+        assert psutil.Process(worker["pid"]).environ()["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 def test_server_listens_on_loopback_only(served):
