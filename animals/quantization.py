@@ -123,19 +123,20 @@ def compile_ahead(folder: Path) -> None:
     (folder / COMPILED_FOR).write_text(json.dumps(record, indent=2) + "\n")
 
 
-def load_compiled(folder: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The int8 program ready to run on this CPU: the ahead-of-time compiled one where it can run here (loaded in a
-    fraction of a second), else the program compiled here, at its first calls (InferenceModel.warm_up)."""
+def load_compiled(folder: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
+    """The int8 program ready to run on this CPU, and whether it compiles at its first calls: the ahead-of-time
+    compiled one where it can run here (loaded in a fraction of a second; False), else the program compiled here, at
+    its first calls (True: InferenceModel.warm_up makes them)."""
     reason = _why_not_ahead_of_time(folder)
     if reason is None:
         try:
-            return _load_package(folder / COMPILED)
+            return _load_package(folder / COMPILED), False
         except RuntimeError as error:
             reason = f"its compiled program does not load here ({str(error).strip().splitlines()[-1]})"
     log.warning("int8: %s, so this worker compiles the int8 program itself (seconds to a minute)", reason)
     _register_int8_lowerings()
     torch._inductor.config.freezing = True
-    return torch.compile(torch.export.load(folder / PROGRAM).module(), dynamic=True)
+    return torch.compile(torch.export.load(folder / PROGRAM).module(), dynamic=True), True
 
 
 def dequantized_state_dict(path: Path) -> dict[str, torch.Tensor]:
