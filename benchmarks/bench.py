@@ -40,7 +40,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config (default: %(default)s)")
     parser.add_argument("--images", type=Path, default=SAMPLE_IMAGES, help="class folders of photos")
-    parser.add_argument("--precisions", default="int8,bf16,fp32", help="served side by side (default: %(default)s)")
+    parser.add_argument(
+        "--precisions", default=default_precisions(), help="served side by side (default: %(default)s, on this CPU)"
+    )
     parser.add_argument("--levels", default="1,4,8,16", help="concurrency levels (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=15, help="seconds measured per level (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up per level (default: %(default)s)")
@@ -49,6 +51,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline-concurrency", type=int, default=8, help="concurrency for the baseline peer")
     parser.add_argument("--output", type=Path, help="results folder (default: artifacts/bench/TIMESTAMP)")
     return parser
+
+
+def default_precisions() -> str:
+    """int8, bf16 and fp32; bf16 only where the CPU computes it natively: emulated, a VGG16 batch takes minutes."""
+    return "int8,bf16,fp32" if cpu_has_native_bf16() else "int8,fp32"
 
 
 def levels_of(config: ServerConfig, versions: dict[str, str], default: str, photos: list[bytes], args) -> list:
@@ -121,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 workers[served_precision] = {"cold_start_s": seconds, "rss_mib": rss}
             int8_archive = config.archive(versions["int8"]) if "int8" in versions else None
             int8_model = extract_model(int8_archive, Path(work) / "int8") if int8_archive else None
+            if int8_archive:
+                print("Measuring the cold start of an int8 worker that compiles its program itself")
+                workers["int8"]["jit_cold_start_s"] = served.jit_cold_start(client, config, int8_archive)
         print("Measuring the in-process peers and the baseline")
         peer_results = peers.measure_peers(model, preprocessed(photos[:PEER_IMAGES]), args.peer_seconds, int8_model)
         baseline = baseline_level(model, photos, args.baseline_concurrency, args.duration, args.warmup)

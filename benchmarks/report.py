@@ -52,12 +52,17 @@ def targets(report: dict) -> list[dict]:
     holds; none when no int8 version was served."""
     if "int8" not in report["versions"]:
         return []
-    start, rss = report["workers"]["int8"]["cold_start_s"], report["workers"]["int8"]["rss_mib"]
+    start = report["workers"]["int8"]["cold_start_s"]
     archive_mib = report["archive_mib"]["int8"]
-    rows = [
-        ("int8 worker cold start (scale 0 -> 1) <= 4 s", f"{start:.1f} s", start <= 4),
+    rows = [("int8 worker cold start (scale 0 -> 1) <= 4 s", f"{start:.1f} s", start <= 4)]
+    if jit := report["workers"]["int8"].get("jit_cold_start_s"):
+        rows.append((
+            "int8 worker cold start <= 0.25x a worker's that compiles the program itself",
+            f"{start:.1f} / {jit:.1f} s = {start / jit:.2f}x", start / jit <= 0.25,
+        ))  # fmt: skip
+    rows += [
         ("int8 archive <= 250 MiB", f"{archive_mib:.0f} MiB", archive_mib <= 250),
-        ("int8 worker RSS <= 700 MiB", f"{rss:.0f} MiB", rss <= 700),
+        ("int8 worker RSS <= 700 MiB", *_worker_rss(report)),
     ]
     if report["default_precision"] == "int8":  # the in-process figures are the default's
         served, alone = at_concurrency_1(report["levels"], "REST int8")["p50_ms"], report["in_process"]["p50_ms"]
@@ -74,6 +79,16 @@ def targets(report: dict) -> list[dict]:
             "int8 top-1 agreement with fp32 >= 99%", f"{figure:.1%} of {agreement['images']} images", figure >= 0.99
         ))  # fmt: skip
     return [{"target": target, "measured": measured, "holds": holds} for target, measured, holds in rows]
+
+
+def _worker_rss(report: dict) -> tuple[str, bool]:
+    """The int8 worker's RSS when READY and, with an int8 default, its workers' largest after the load levels (their
+    buffers grown to the largest batch): the target holds only if both do."""
+    ready = report["workers"]["int8"]["rss_mib"]
+    if report["default_precision"] != "int8":
+        return f"{ready:.0f} MiB when READY", ready <= 700
+    loaded = max(report["server_rss_mib"]["workers"])
+    return f"{ready:.0f} MiB when READY, {loaded:.0f} MiB after the load levels", max(ready, loaded) <= 700
 
 
 def capacity_plan(report: dict, p95_ms: float = P95_TARGET_MS, utilisation: float = HPA_CPU_UTILISATION) -> list[dict]:

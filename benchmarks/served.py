@@ -1,8 +1,11 @@
 """Measurements of the running TorchServe: closed-loop levels and the server's CPU use, worker cold start and memory,
 and the same weights served in each precision (int8, bf16, fp32) as versions of their own, side by side."""
 
+import json
+import shutil
 import statistics
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from animals import quantization
 from animals.acceleration import effective_precision
 from benchmarks.load import LoadResult, run_load
 from serving.archive import ModelSource
@@ -22,6 +26,8 @@ from serving.store import archive_settings, remove_archive
 # The benchmark's temporary versions are labelled bench-int8, bench-bf16, bench-fp32: never a label a user builds
 # (`make archive` numbers its labels), and removed with their archives afterwards.
 BENCH_LABEL_PREFIX = "bench-"
+JIT_LABEL = f"{BENCH_LABEL_PREFIX}int8-jit"
+MANIFEST = "MAR-INF/MANIFEST.json"
 
 
 @dataclass
@@ -78,6 +84,37 @@ def worker_cold_start(client: RestClient, config: ServerConfig, version: str) ->
         client.scale(version, described["minWorkers"], described["maxWorkers"])
     pid = client.describe(version)[0]["workers"][0]["pid"]
     return seconds, psutil.Process(pid).memory_info().rss / 2**20
+
+
+def jit_cold_start(client: RestClient, config: ServerConfig, archive: Path) -> float:
+    """Seconds to bring a worker of `archive` without its ahead-of-time compiled program from nothing to READY: it
+    compiles the int8 program itself, as every int8 worker did before archives carried the compiled one (and as a
+    worker on a CPU the compiled one cannot run on still does). Inductor's cache in the server's TMPDIR is emptied
+    first. The copy is registered as its own version and removed afterwards."""
+    copy = config.archive(JIT_LABEL)
+    try:
+        with zipfile.ZipFile(archive) as packed, zipfile.ZipFile(copy, "w") as stripped:
+            for entry in packed.infolist():
+                if entry.filename in (quantization.COMPILED, quantization.COMPILED_FOR):
+                    continue
+                data = packed.read(entry.filename)
+                if entry.filename == MANIFEST:
+                    manifest = json.loads(data)
+                    manifest["model"]["modelVersion"] = JIT_LABEL
+                    data = json.dumps(manifest).encode()
+                stripped.writestr(entry, data)
+        client.register(copy.name, 1, None, None)
+        try:
+            client.scale(JIT_LABEL, 0, 0)
+            for cache in config.log_dir.glob("torchinductor_*"):
+                shutil.rmtree(cache)
+            started = time.perf_counter()
+            client.scale(JIT_LABEL, 1, 1)
+            return time.perf_counter() - started
+        finally:
+            client.unregister(JIT_LABEL)
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def server_rss_mib(client: RestClient, config: ServerConfig, version: str) -> dict[str, float]:
