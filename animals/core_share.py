@@ -44,6 +44,8 @@ class CoreShare:
         self.cores = cores
         self.folder = folder or shared_folder()
         self.folder.mkdir(mode=0o700, exist_ok=True)
+        if self.folder.stat().st_uid != os.getuid():  # made by another user first: share with no one, not fail
+            self.folder = Path(tempfile.mkdtemp(prefix="animals-cores-"))
         self.slots = [self.folder / f"slot-{index}" for index in range(cores)]
 
     @contextmanager

@@ -2,6 +2,7 @@
 dies gives its core back. Other processes hold the slots here, as other TorchServe workers do."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,21 @@ def test_with_every_slot_taken_a_worker_still_computes_on_one_thread(tmp_path):
     finally:
         for worker in workers:
             worker.communicate("")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a folder to another user")
+def test_a_share_folder_another_user_made_first_is_not_used(tmp_path):
+    """A multi-user host's shared /tmp: a folder of the share's name made by someone else would let them hold or
+    block this user's slots. The worker shares with no one instead, and still computes."""
+    taken = tmp_path / "animals-cores-0"
+    taken.mkdir()
+    os.chown(taken, 12345, 12345)
+    share = CoreShare(2, taken)
+    assert share.folder != taken and share.folder.stat().st_uid == os.getuid()
+    try:
+        assert threads_of(share) == 2 and not list(taken.iterdir())
+    finally:
+        shutil.rmtree(share.folder)
 
 
 def test_the_cores_are_the_affinity_within_the_container_quota_and_omp_num_threads(tmp_path, monkeypatch):
