@@ -94,6 +94,9 @@ def test_a_killed_worker_fails_its_requests_fast_and_is_replaced(server, samples
 
 
 def test_a_version_whose_workers_cannot_start_answers_at_once(server, tmp_path, samples, capsys):
+    """Its requests fail fast instead of waiting for workers that never come: 503 while TorchServe still holds the
+    version, 404 once it has unregistered it (it does, after the failed registration's answer, on its own thread:
+    either is seen on a busy machine)."""
     broken_run = make_run(tmp_path / "broken", seed=4)
     (broken_run / "model.pt").write_bytes(b"not a state dict")
     broken = archive_of(broken_run, tmp_path / "broken.mar", "9.0")
@@ -102,7 +105,7 @@ def test_a_version_whose_workers_cannot_start_answers_at_once(server, tmp_path, 
     assert exited.value.code == 1 and "Failed to start workers" in capsys.readouterr().err
     url = f"{server.inference_url}/predictions/animals/9.0"
     response = Client(server).send("POST", url, "inference", data=samples[0].read_bytes(), timeout=FAIL_FAST_TIMEOUT_S)
-    assert response.status_code == 503
+    assert response.status_code in (503, 404)
     assert Client(server).post(samples[0].read_bytes()).status_code == 200
 
 
