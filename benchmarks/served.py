@@ -20,6 +20,7 @@ from serving.archive import ModelSource
 from serving.client import RestClient
 from serving.config import ServerConfig
 from serving.publish import publish
+from serving.record import MANIFEST
 from serving.server import running_pid
 from serving.store import archive_settings, remove_archive
 
@@ -27,7 +28,6 @@ from serving.store import archive_settings, remove_archive
 # (`make archive` numbers its labels), and removed with their archives afterwards.
 BENCH_LABEL_PREFIX = "bench-"
 JIT_LABEL = f"{BENCH_LABEL_PREFIX}int8-jit"
-MANIFEST = "MAR-INF/MANIFEST.json"
 
 
 @dataclass
