@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,52 @@ def read_config(path: Path = DEFAULT_CONFIG) -> ServerConfig:
     if not path.is_file():
         raise UserError(f"no TorchServe config at {path}; pass --config PATH")
     return ServerConfig(path=path, properties=read_properties(path))
+
+
+# What a second server beside a config's own must move; everything else, hosts included, stays as the config says.
+PORT_KEYS = (
+    "inference_address",
+    "management_address",
+    "metrics_address",
+    "grpc_inference_port",
+    "grpc_management_port",
+    "initial_worker_port",
+)
+COMPANIONS = ("metrics.yaml", "log4j2.xml")  # the files config.properties names beside it
+
+
+def write_moved_config(
+    home: Path, source: Path, free_port: Callable[[], int], with_store: bool = True, **overrides: str
+) -> ServerConfig:
+    """home/config.properties: a copy of the config at `source` with every port moved to one `free_port` gives, so
+    that a second server runs beside the first (`home` may be the source's own folder: then only the ports move).
+    Addresses that share a port in the source share their new one; the model store is created unless `with_store`
+    is False."""
+    home.mkdir(parents=True, exist_ok=True)
+    shipped = read_properties(source)
+    new_ports: dict[str, int] = {}
+
+    def moved(key: str) -> str:
+        value = shipped.get(key)
+        if value is None:
+            return str(free_port())
+        port = re.search(r"\d+$", value).group()
+        return re.sub(r"\d+$", str(new_ports.setdefault(port, free_port())), value)
+
+    values = {key: moved(key) for key in PORT_KEYS} | overrides
+    lines = []
+    for line in source.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key}={values.pop(key)}" if key in values else line)
+    lines += [f"{key}={value}" for key, value in values.items()]
+    (home / "config.properties").write_text("\n".join(lines) + "\n")
+    if home.resolve() != source.parent.resolve():
+        for companion in COMPANIONS:
+            shutil.copy2(source.parent / companion, home / companion)
+    config = read_config(home / "config.properties")
+    if with_store:
+        config.model_store.mkdir(exist_ok=True)
+    return config
 
 
 def check_named_files(config: ServerConfig) -> None:

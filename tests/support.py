@@ -3,7 +3,6 @@
 import json
 import os
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from animals.model import ModelSpec, build_model
 from handler.animals_handler import AnimalsHandler
 from serving.archive import build_archive, staged, trained_run_source
 from serving.client import RestClient
-from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, read_config, read_properties
+from serving.config import DEFAULT_CONFIG, MODEL_NAME, SAMPLE_IMAGES, ServerConfig, write_moved_config
 from serving.publish import compiled_and_checked, publish
 from serving.server import start, stop
 
@@ -40,14 +39,6 @@ SMALL_VGG = ["--arch", "vgg11", "--width", "0.125", "--batch-size", "16", "--wor
 # epoch 11, the epoch training keeps; 100% on its 50 test images. (10 epochs stopped at 94%.)
 SHAPES_EPOCHS = 12
 HTTP_TIMEOUT_S = 60
-PORT_KEYS = (  # what a test's server must move; everything else, hosts included, stays as shipped
-    "inference_address",
-    "management_address",
-    "metrics_address",
-    "grpc_inference_port",
-    "grpc_management_port",
-    "initial_worker_port",
-)
 
 
 def free_port() -> int:
@@ -99,34 +90,9 @@ def copy_of_repository(destination: Path) -> Path:
 
 
 def write_config(home: Path, source: Path = DEFAULT_CONFIG, with_store: bool = True, **overrides: str) -> ServerConfig:
-    """A copy of a config (the project's, by default) with every port free, so tests never meet `make serve`'s server
-    (`home` may be the source's own folder: then only the ports move). Addresses that share a port as shipped share
-    their new one; the model store is created unless `with_store` is False."""
-    home.mkdir(parents=True, exist_ok=True)
-    shipped = read_properties(source)
-    new_ports: dict[str, int] = {}
-
-    def moved(key: str) -> str:
-        value = shipped.get(key)
-        if value is None:
-            return str(free_port())
-        port = re.search(r"\d+$", value).group()
-        return re.sub(r"\d+$", str(new_ports.setdefault(port, free_port())), value)
-
-    values = {key: moved(key) for key in PORT_KEYS} | overrides
-    lines = []
-    for line in source.read_text().splitlines():
-        key = line.split("=", 1)[0].strip()
-        lines.append(f"{key}={values.pop(key)}" if key in values else line)
-    lines += [f"{key}={value}" for key, value in values.items()]
-    (home / "config.properties").write_text("\n".join(lines) + "\n")
-    if home.resolve() != source.parent.resolve():
-        for companion in ("metrics.yaml", "log4j2.xml"):
-            shutil.copy2(source.parent / companion, home / companion)
-    config = read_config(home / "config.properties")
-    if with_store:
-        config.model_store.mkdir(exist_ok=True)
-    return config
+    """A copy of a config (the project's, by default) with every port free in this test process's block, so tests
+    never meet `make serve`'s server (serving.config.write_moved_config)."""
+    return write_moved_config(home, source, free_port, with_store, **overrides)
 
 
 # Set by `make test` or a user's shell, and read by the commands a test runs as a user would (make, the README's
