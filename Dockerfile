@@ -23,6 +23,12 @@ RUN python3 -m venv /opt/venv
 WORKDIR /app
 COPY requirements.txt ./
 RUN pip install ${TORCH_INDEX:+--extra-index-url "${TORCH_INDEX}"} -r requirements.txt
+# g++ and Python's headers: an int8 archive whose program was compiled ahead of time on a newer system (a newer C
+# library than the image's) is compiled again here, for the image, so that its workers load it rather than compile it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ python3-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY animals/ animals/
 COPY handler/ handler/
 COPY serving/ serving/

@@ -127,7 +127,7 @@ def load_compiled(folder: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor],
     """The int8 program ready to run on this CPU, and whether it compiles at its first calls: the ahead-of-time
     compiled one where it can run here (loaded in a fraction of a second; False), else the program compiled here, at
     its first calls (True: InferenceModel.warm_up makes them)."""
-    reason = _why_not_ahead_of_time(folder)
+    reason = why_not_ahead_of_time(folder)
     if reason is None:
         try:
             return _load_package(folder / COMPILED), False
@@ -203,7 +203,8 @@ def _release_weights_copy(library: Path) -> None:
         libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), mmap.MADV_DONTNEED)
 
 
-def _why_not_ahead_of_time(folder: Path) -> str | None:
+def why_not_ahead_of_time(folder: Path) -> str | None:
+    """Why the ahead-of-time compiled program in `folder` cannot run here, or None when it can."""
     if not (folder / COMPILED_FOR).is_file():
         return "the archive holds no ahead-of-time compiled program for this machine's kind"
     built = json.loads((folder / COMPILED_FOR).read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from animals import cli
 from animals.inference_settings import PRECISIONS
-from serving.archive import choose_source
+from serving.archive import choose_source, fit_compiled_program
 from serving.config import DEFAULT_CONFIG, read_config
 from serving.int8 import MIN_AGREEMENT
 from serving.publish import publish
@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config naming the model store")
     parser.add_argument("--output", type=Path, help="write the archive here instead of into the model store")
     parser.add_argument(
-        "--install", type=Path, metavar="ARCHIVE", help="put an archive built elsewhere into the model store (checked)"
+        "--install",
+        type=Path,
+        metavar="ARCHIVE",
+        help="put an archive built elsewhere into the model store (checked; an int8 program compiled for another "
+        "machine is compiled again for this one)",
     )
     parser.add_argument("--precision", choices=PRECISIONS, help="override model-config.yaml's handler precision")
     parser.add_argument(
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     config = read_config(args.config)
     if args.install:
         name, version = install_archive(args.install, config, args.version)
+        fit_compiled_program(config.model_store / name)
         print(f"Version {version}: {config.model_store / name}")
         return 0
     handler = {"precision": args.precision} if args.precision else None

@@ -4,7 +4,8 @@ An archive packs the weights (a state dict; an int8 archive packs its int8 progr
 instead), model.json, index_to_name.json, the handler, the shared `animals` package and model-config.yaml. The record
 beside it (animals-1.0.mar.json) holds its version, where it came from, `content` (a digest of everything packed: the
 same model gives the same digest whatever version label or path spelling it was built under) and the archive's own
-SHA-256, checked before it is registered.
+SHA-256, checked before it is registered. An int8 archive installed on a machine its compiled program cannot run on
+gets that program compiled again there (same model, same content digest; a new SHA-256 in its record).
 """
 
 import hashlib
@@ -14,14 +15,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
+from animals import quantization
 from animals.errors import UserError
 from animals.inference_settings import InferenceSettings
 from animals.labels import ANIMALS, write_index_to_name
@@ -77,6 +80,7 @@ class Staged:
     model_config: Path
     content: str
     precision: str
+    started: float  # time.perf_counter() when staging began: the archive's build time counts from there
     int8_images: int8.ImagePlan | None = None
 
 
@@ -85,6 +89,7 @@ def staged(source: ModelSource, handler: dict | None = None, calibration: Path |
     """Lay out what an archive of `source` packs in a temporary folder. `handler` overrides settings of
     model-config.yaml's handler section (e.g. {"precision": "int8"}) for this archive; an int8 archive is quantized
     here, calibrated on the images of `calibration` (default: see serving.int8)."""
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="archive-") as work:
         folder = Path(work) / "extra"
         folder.mkdir()
@@ -98,7 +103,7 @@ def staged(source: ModelSource, handler: dict | None = None, calibration: Path |
         if plan is None:  # an int8 archive packs no float weights: its explanations dequantize the int8 ones
             packed["model.pt"] = weights
         packed |= {str(path.relative_to(folder)): path for path in folder.rglob("*") if path.is_file()}
-        yield Staged(source, folder, weights, model_config, _digest(packed), precision, plan)
+        yield Staged(source, folder, weights, model_config, _digest(packed), precision, started, plan)
 
 
 def build_archive(archive: Path, stage: Staged, model_name: str, version: str, agreement: dict | None = None) -> Record:
@@ -111,12 +116,54 @@ def build_archive(archive: Path, stage: Staged, model_name: str, version: str, a
         _normalise(Path(work) / f"{model_name}.mar", Path(work) / "normalised.mar")
         os.replace(Path(work) / "normalised.mar", archive)
     calibration = stage.int8_images and f"{len(stage.int8_images.calibration)} images: {stage.int8_images.description}"
+    seconds = round(time.perf_counter() - stage.started, 1)
     record = Record(
-        version, stage.source.description, stage.content, sha256_of(archive), stage.precision, calibration, agreement
-    )
+        version, stage.source.description, stage.content, sha256_of(archive), stage.precision, calibration, agreement,
+        seconds,
+    )  # fmt: skip
     record.write(archive)
-    print(f"Built {archive} ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record.sha256[:16]}...)")
+    print(
+        f"Built {archive} in {seconds:.0f} s ({archive.stat().st_size / 2**20:.0f} MiB, sha256 {record.sha256[:16]}...)"
+    )
     return record
+
+
+def fit_compiled_program(archive: Path) -> str | None:
+    """Compile an int8 archive's program ahead of time again, for this machine, where the one packed cannot run here
+    (another C library, CPU or torch: an archive built on a newer system and installed in the container image), so
+    that its workers load it instead of each compiling it at every start. The archive and its record's SHA-256 are
+    rewritten; why the packed one did not fit, or None (nothing done: not int8, it fits, or this machine compiles
+    nothing ahead of time)."""
+    record = Record.read(archive)
+    if record is None or record.precision != "int8":
+        return None
+    with tempfile.TemporaryDirectory(prefix="fit-") as work, zipfile.ZipFile(archive) as packed:
+        folder = Path(work)
+        packed.extract(quantization.PROGRAM, folder)
+        if quantization.COMPILED_FOR in packed.namelist():
+            packed.extract(quantization.COMPILED_FOR, folder)
+        reason = quantization.why_not_ahead_of_time(folder)
+        if reason is None:
+            return None
+        print(f"Compiling the int8 program of {archive.name} again for this machine: {reason}")
+        try:
+            quantization.compile_ahead(folder)
+        except Exception as error:  # no C++ compiler here, say: as before, each worker tries to compile it
+            print(f"  not compiled ({type(error).__name__}: {str(error).strip()[:200]}): its workers compile it")
+            return None
+        if not (folder / quantization.COMPILED).is_file():
+            return None
+        compiled = (quantization.COMPILED, quantization.COMPILED_FOR)
+        kept = [(name, packed.read(name)) for name in packed.namelist() if name not in compiled]
+        fitted = folder / "fitted.mar"
+        with zipfile.ZipFile(fitted, "w") as target:
+            for name, data in sorted([*kept, *((name, (folder / name).read_bytes()) for name in compiled)]):
+                entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+                entry.external_attr = 0o644 << 16
+                target.writestr(entry, data, zipfile.ZIP_DEFLATED, ZIP_LEVEL)
+        os.replace(fitted, archive)
+    replace(record, sha256=sha256_of(archive)).write(archive)
+    return reason
 
 
 def _stage_model(source: ModelSource, folder: Path) -> Path:

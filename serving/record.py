@@ -14,7 +14,9 @@ MANIFEST = "MAR-INF/MANIFEST.json"  # torch-model-archiver's manifest inside an 
 @dataclass(frozen=True)
 class Record:
     """What the project knows of an archive it built, kept beside it as ARCHIVE.json. An int8 archive also records
-    the images that calibrated it and its top-1 agreement with the fp32 model on images not used for that."""
+    the images that calibrated it and its top-1 agreement with the fp32 model on images not used for that. Every
+    record since the benchmark's cold-start section says how long the build took (staging, quantizing, compiling
+    ahead of time, checking and packing)."""
 
     version: str
     source: str
@@ -23,6 +25,7 @@ class Record:
     precision: str
     calibration: str | None = None
     agreement: dict | None = None
+    build_seconds: float | None = None
 
     @classmethod
     def read(cls, archive: Path) -> "Record | None":

@@ -5,7 +5,6 @@ tests skip, loudly, except in CI (CI=true), where they fail."""
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -190,15 +189,11 @@ def test_compose_brings_up_the_page_and_the_server_and_a_page_upload_is_answered
     assert docker("volume", "inspect", f"{project}_serve", check=False).returncode != 0, "the volume was left behind"
 
 
-def as_numbers(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
 def test_an_int8_archive_is_served_by_the_image(tiny_run, samples, tmp_path):
-    """`make image ARCHIVE=` with an int8 archive: its worker loads the program compiled when the archive was built,
-    unless the image's C library is older than this machine's (a library built against a newer glibc does not load
-    on an older one): then it says so and compiles the program itself, which needs the image's compiler. Healthy
-    means a READY worker, and photos are answered."""
+    """`make image ARCHIVE=` with an int8 archive: its worker loads a program compiled ahead of time, without
+    compiling: the one packed when the archive was built, or, where the image's C library is older than this
+    machine's (a library built against a newer glibc does not load on an older one), the one the image's build
+    compiled again for it. Healthy means a READY worker, and photos are answered."""
     if docker_ready():
         pytest.skip(docker_ready())
     archive = archive_of(tiny_run, tmp_path / "animals-1.0.mar", handler={"precision": "int8"}, calibration=SAMPLE_DIR)
@@ -219,11 +214,6 @@ def test_an_int8_archive_is_served_by_the_image(tiny_run, samples, tmp_path):
             assert answer.status_code == 200 and len(answer.json()) == 5, answer.text
         logs = docker("logs", name).stdout + docker("logs", name).stderr
         assert "InductorError" not in logs
-        glibc = docker("exec", name, "python", "-c", "import platform; print(platform.libc_ver()[1])").stdout.strip()
-        built_with = platform.libc_ver()[1]
-        if as_numbers(glibc) < as_numbers(built_with):
-            assert f"needs glibc {built_with} or newer, this worker has {glibc}, so this worker compiles" in logs
-        else:
-            assert "compiles the int8 program itself" not in logs
+        assert "compiles the int8 program itself" not in logs
     finally:
         docker("rm", "-f", name, check=False)

@@ -142,9 +142,9 @@ def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantiz
     )
     assert torch.equal(compiled_here(images).argmax(1), InferenceModel(quantized, INT8)(images).argmax(1))
     (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"torch": "1.0.0"}))
-    assert "built with torch 1.0.0, this worker runs" in quantization._why_not_ahead_of_time(elsewhere)
+    assert "built with torch 1.0.0, this worker runs" in quantization.why_not_ahead_of_time(elsewhere)
     (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"glibc": "99.0"}))
-    assert "needs glibc 99.0 or newer, this worker has" in quantization._why_not_ahead_of_time(elsewhere)
+    assert "needs glibc 99.0 or newer, this worker has" in quantization.why_not_ahead_of_time(elsewhere)
 
 
 def test_explanations_run_on_the_int8_weights_dequantized_and_fall_on_the_shape(
