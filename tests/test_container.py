@@ -16,14 +16,14 @@ import pytest
 import requests
 
 from animals.errors import UserError
+from benchmarks import cold_start
 from serving.config import MODEL_NAME, read_properties
-from serving.image import check_docker
+from serving.image import CONFIG_IN_IMAGE, check_docker
 from tests.support import HTTP_TIMEOUT_S, REPO_ROOT, SAMPLE_DIR, archive_of, free_port
 from training.predict import Predictor
 
 IMAGE_TAG = "animals-torchserve:test"
 SERVE_HOME = "/app/serve"
-CONFIG_IN_IMAGE = "serve/config.properties"
 BUILD_TIMEOUT_S = 1800
 START_TIMEOUT_S = 180
 STOP_GRACE_S = 10
@@ -217,3 +217,11 @@ def test_an_int8_archive_is_served_by_the_image(tiny_run, samples, tmp_path):
         assert "compiles the int8 program itself" not in logs
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_the_benchmark_times_a_container_of_the_image_to_its_first_answer(image, samples):
+    """benchmarks.cold_start as `make bench` runs it on an image: started as the README runs it, answered, removed."""
+    seconds = cold_start.container_to_first_answer(image, samples[0].read_bytes())
+    assert seconds > 0
+    left = docker("ps", "--all", "--filter", f"name=animals-bench-{os.getpid()}", "--format", "{{.Names}}").stdout
+    assert left.strip() == "", f"the benchmark left its container behind: {left}"
