@@ -79,11 +79,14 @@ def _first_answers(folder: Path, mode: str, artifacts: Path, settings: Inference
     model(images)
     process = psutil.Process()
     result = {"seconds": time.time() - process.create_time(), "rss_mib": process.memory_info().rss / 2**20}
+    if mode != AHEAD_OF_TIME:  # inductor's graph cache: what the artifacts can hold (a bypassed graph is not saved)
+        counters = torch._dynamo.utils.counters["inductor"]
+        result["fx_graph_cache"] = {kind: counters[f"fxgraph_cache_{kind}"] for kind in ("hit", "miss", "bypass")}
     if mode == COMPILES:
         saved = torch.compiler.save_cache_artifacts()
-        if saved is not None:
+        result["artifacts_mib"] = len(saved[0]) / 2**20 if saved else 0.0
+        if saved:
             artifacts.write_bytes(saved[0])
-            result["artifacts_mib"] = len(saved[0]) / 2**20
     return result
 
 

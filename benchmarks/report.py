@@ -2,6 +2,8 @@
 
 import math
 
+from benchmarks.cold_start import CACHE_ARTIFACTS, COMPILES
+
 PEERS_WITHOUT_INT8 = ("torch eager fp32", "torch eager bf16", "ONNX Runtime fp32", "OpenVINO bf16")
 # The capacity plan: the p95 latency each server must keep, how busy the autoscaler keeps servers (the HPA's CPU
 # target in deploy/kubernetes/hpa.yaml: the rest is headroom while new pods start), and the loads it is sized for.
@@ -123,10 +125,7 @@ def cold_start_table(report: dict) -> list[str]:
     """The cold-start section as markdown rows: what it measured, each from nothing to the point it names."""
     section, workers = report["cold_start"], report["workers"]
     rows = [
-        (
-            f"archive build, {precision} (`make archive`: staging, quantizing, compiling ahead of time, checking)",
-            seconds,
-        )
+        (f"`make archive` of the {precision} archive", seconds)
         for precision, seconds in section["archive_build_s"].items()
         if seconds is not None
     ]
@@ -139,10 +138,13 @@ def cold_start_table(report: dict) -> list[str]:
             (f"{compiling} empty", workers["int8"]["jit_cold_start_s"]),
             (f"{compiling} present", workers["int8"]["jit_cached_cold_start_s"]),
         ]
-    rows += [
-        (f"int8 program in a new process that {mode}, to its first batches of 1 and 8", start["seconds"])
-        for mode, start in section.get("int8_program", {}).items()
-    ]
+    program = section.get("int8_program", {})
+    saved = program.get(COMPILES, {}).get("artifacts_mib")
+    for mode, start in program.items():
+        name = f"int8 program in a new process that {mode}, to its first batches of 1 and 8"
+        if mode == CACHE_ARTIFACTS and saved is not None:
+            name += f" ({saved:.1f} MiB of them)" if saved else " (torch saved none: nothing loaded)"
+        rows.append((name, start["seconds"]))
     rows.append(("`make serve` (the default served last) to its first answer", section["make_serve_s"]))
     if "container_s" in section:
         rows.append((f"`docker run` of {section['image']} to its first answer", section["container_s"]))

@@ -1,7 +1,7 @@
 """The benchmark's ratios come from the right rows: a synthetic report whose every figure differs, so that a ratio
 taken from the wrong level, precision, peer or direction gives another number."""
 
-from benchmarks.cold_start import AHEAD_OF_TIME, COMPILES
+from benchmarks.cold_start import AHEAD_OF_TIME, CACHE_ARTIFACTS, COMPILES
 from benchmarks.report import capacity_plan, cold_start_table, markdown, ratios, targets
 
 
@@ -50,7 +50,11 @@ def synthetic_report() -> dict:
         "archive_mib": {"int8": 260.0, "bf16": 60.0, "fp32": 60.0},
         "cold_start": {
             "archive_build_s": {"int8": 240.0, "bf16": None, "fp32": 30.0},  # bf16: a record from before the timing
-            "int8_program": {AHEAD_OF_TIME: {"seconds": 4.5}, COMPILES: {"seconds": 45.0}},
+            "int8_program": {
+                AHEAD_OF_TIME: {"seconds": 4.5},
+                COMPILES: {"seconds": 45.0, "artifacts_mib": 0.0},
+                CACHE_ARTIFACTS: {"seconds": 44.0},
+            },
             "make_serve_s": 20.0,
             "image": "animals-torchserve:1.0",
             "container_s": 25.0,
@@ -128,11 +132,8 @@ def test_the_capacity_plan_sizes_servers_from_the_fastest_level_within_the_laten
 
 def test_the_cold_start_table_names_each_start_with_its_own_figure():
     rows = "\n".join(cold_start_table(synthetic_report()))
-    assert (
-        "| archive build, int8 (`make archive`: staging, quantizing, compiling ahead of time, checking) | 240.0 |"
-        in rows
-    )
-    assert "archive build, fp32" in rows and "archive build, bf16" not in rows
+    assert "| `make archive` of the int8 archive | 240.0 |" in rows
+    assert "`make archive` of the fp32 archive" in rows and "bf16 archive" not in rows
     assert (
         "| int8 worker, scale 0 -> 1 (READY) | 3.5 |" in rows and "| fp32 worker, scale 0 -> 1 (READY) | 4.0 |" in rows
     )
@@ -140,5 +141,7 @@ def test_the_cold_start_table_names_each_start_with_its_own_figure():
     assert "| int8 worker compiling its program, scale 0 -> 1, inductor's cache present | 7.0 |" in rows
     assert f"| int8 program in a new process that {AHEAD_OF_TIME}, to its first batches of 1 and 8 | 4.5 |" in rows
     assert f"| int8 program in a new process that {COMPILES}, to its first batches of 1 and 8 | 45.0 |" in rows
+    nothing = f"that {CACHE_ARTIFACTS}, to its first batches of 1 and 8 (torch saved none: nothing loaded) | 44.0 |"
+    assert nothing in rows
     assert "| `make serve` (the default served last) to its first answer | 20.0 |" in rows
     assert "| `docker run` of animals-torchserve:1.0 to its first answer | 25.0 |" in rows

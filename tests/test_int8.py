@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ from scripts import archive as archive_script
 from serving import int8
 from serving.archive import trained_run_source
 from serving.publish import publish
-from serving.record import Record
-from serving.store import archive_settings, extract_model, remove_archive
-from tests.support import REPO_ROOT
+from serving.record import Record, sha256_of
+from serving.store import archive_settings, extract_model, remove_archive, verify_archive
+from tests.support import REPO_ROOT, SAMPLE_DIR, archive_of, write_config
 from tests.test_explanations import MIN_MASS_IN_BOX, grad_cam_shares
 from training.predict import Predictor
 
@@ -145,6 +146,36 @@ def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantiz
     assert "built with torch 1.0.0, this worker runs" in quantization.why_not_ahead_of_time(elsewhere)
     (elsewhere / quantization.COMPILED_FOR).write_text(json.dumps(needs | {"glibc": "99.0"}))
     assert "needs glibc 99.0 or newer, this worker has" in quantization.why_not_ahead_of_time(elsewhere)
+
+
+def test_an_archive_compiled_against_a_newer_c_library_is_compiled_again_where_it_is_installed(tiny_run, tmp_path):
+    """As the image's build installs an archive built on a newer system (`scripts.archive --install`): its program
+    is compiled again for this machine, the record's SHA-256 follows, and a worker loads it without compiling."""
+    built = archive_of(tiny_run, tmp_path / "animals-1.0.mar", handler={"precision": "int8"}, calibration=SAMPLE_DIR)
+    elsewhere = tmp_path / "elsewhere" / built.name  # the same archive, its program compiled against glibc 99.0
+    elsewhere.parent.mkdir()
+    with zipfile.ZipFile(built) as packed, zipfile.ZipFile(elsewhere, "w") as copy:
+        for entry in packed.infolist():
+            data = packed.read(entry)
+            if entry.filename == quantization.COMPILED_FOR:
+                data = json.dumps(json.loads(data) | {"glibc": "99.0"}).encode()
+            copy.writestr(entry, data)
+    replace(Record.read(built), sha256=sha256_of(elsewhere)).write(elsewhere)
+    config = write_config(tmp_path / "home")
+    command = [sys.executable, "-m", "scripts.archive", "--config", str(config.path), "--install", str(elsewhere)]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (
+        "Compiling the int8 program of animals-1.0.mar again for this machine: its compiled program needs glibc 99.0"
+        in (done.stdout)
+    )
+    installed = config.archive("1.0")
+    assert verify_archive(installed).sha256 != Record.read(elsewhere).sha256
+    model = extract_model(installed, tmp_path / "model")
+    assert quantization.why_not_ahead_of_time(model) is None
+    before = compilations()
+    InferenceModel(model, INT8)(torch.zeros(2, 3, 224, 224))
+    assert compilations() == before
 
 
 def test_explanations_run_on_the_int8_weights_dequantized_and_fall_on_the_shape(
