@@ -203,13 +203,14 @@ def _release_weights_copy(library: Path) -> None:
         libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), mmap.MADV_DONTNEED)
 
 
-def why_not_ahead_of_time(folder: Path) -> str | None:
-    """Why the ahead-of-time compiled program in `folder` cannot run here, or None when it can."""
+def why_not_ahead_of_time(folder: Path, cpu: bool = True) -> str | None:
+    """Why the ahead-of-time compiled program in `folder` cannot run here (this CPU's features left out unless
+    `cpu`), or None when it can."""
     if not (folder / COMPILED_FOR).is_file():
         return "the archive holds no ahead-of-time compiled program for this machine's kind"
     built = json.loads((folder / COMPILED_FOR).read_text())
     missing = sorted(set(built["cpu_flags"]) - cpu_flags())
-    if missing:
+    if cpu and missing:
         return f"its compiled program needs CPU features this CPU lacks ({', '.join(missing)})"
     here = platform.libc_ver()[1]
     if _as_numbers(here) < _as_numbers(built["glibc"]):

@@ -129,20 +129,22 @@ def build_archive(archive: Path, stage: Staged, model_name: str, version: str, a
 
 
 def fit_compiled_program(archive: Path) -> str | None:
-    """Compile an int8 archive's program ahead of time again, for this machine, where the one packed cannot run here
-    (another C library, CPU or torch: an archive built on a newer system and installed in the container image), so
-    that its workers load it instead of each compiling it at every start. The archive and its record's SHA-256 are
-    rewritten; why the packed one did not fit, or None (nothing done: not int8, it fits, or this machine compiles
-    nothing ahead of time)."""
+    """Compile an int8 archive's program ahead of time again, for this machine, where the one packed cannot run on
+    its software (another C library or torch: an archive built on a newer system and installed in the container
+    image), so that its workers load it instead of each compiling it at every start. Not for the CPU's features: the
+    machine that installs (an image's build host) need not be the one that serves. The archive and its record's
+    SHA-256 are rewritten; why the packed one did not fit, or None (nothing done: not int8, it fits, or this machine
+    compiles nothing ahead of time)."""
     record = Record.read(archive)
     if record is None or record.precision != "int8":
         return None
-    with tempfile.TemporaryDirectory(prefix="fit-") as work, zipfile.ZipFile(archive) as packed:
+    # The new archive is written beside the old one, so that it replaces it in one rename (same filesystem).
+    with tempfile.TemporaryDirectory(prefix="fit-", dir=archive.parent) as work, zipfile.ZipFile(archive) as packed:
         folder = Path(work)
         packed.extract(quantization.PROGRAM, folder)
         if quantization.COMPILED_FOR in packed.namelist():
             packed.extract(quantization.COMPILED_FOR, folder)
-        reason = quantization.why_not_ahead_of_time(folder)
+        reason = quantization.why_not_ahead_of_time(folder, cpu=False)
         if reason is None:
             return None
         print(f"Compiling the int8 program of {archive.name} again for this machine: {reason}")
@@ -152,6 +154,7 @@ def fit_compiled_program(archive: Path) -> str | None:
             print(f"  not compiled ({type(error).__name__}: {str(error).strip()[:200]}): its workers compile it")
             return None
         if not (folder / quantization.COMPILED).is_file():
+            print("  not compiled: this machine compiles nothing ahead of time; its workers compile it")
             return None
         compiled = (quantization.COMPILED, quantization.COMPILED_FOR)
         kept = [(name, packed.read(name)) for name in packed.namelist() if name not in compiled]

@@ -3,6 +3,7 @@
 import base64
 import json
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 import yaml
 
 from animals.labels import ANIMALS
+from animals.memory import IdleTrim
 from animals.preprocessing import decode_image
 from handler.animals_handler import AnimalsHandler
 from tests import corpus, hostile
@@ -151,3 +153,13 @@ def test_a_hostile_input_in_a_batch_answers_its_own_4xx_and_the_photos_their_own
         for index, expected in zip((0, 2, 3), alone, strict=True):
             assert statuses[index][0] == 200, name
             assert_same_answer(answers[index], expected)
+
+
+def test_a_worker_gives_back_its_batches_memory_once_idle(handler, model_dir, samples):
+    """The handler runs each batch in its IdleTrim: the trim comes after the batch, once idle (animals.memory)."""
+    handler.idle_trim = IdleTrim(idle_s=0.2)
+    run_handler(handler, model_dir, [samples[0].read_bytes()])
+    deadline = time.monotonic() + 10
+    while handler.idle_trim.trims == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handler.idle_trim.trims == 1

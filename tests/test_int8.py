@@ -27,7 +27,7 @@ from animals.run import check_run
 from benchmarks.bench import with_float_weights
 from scripts import archive as archive_script
 from serving import int8
-from serving.archive import trained_run_source
+from serving.archive import fit_compiled_program, trained_run_source
 from serving.publish import publish
 from serving.record import Record, sha256_of
 from serving.store import archive_settings, extract_model, remove_archive, verify_archive
@@ -150,17 +150,31 @@ def test_a_cpu_the_program_was_not_compiled_for_compiles_it_and_says_why(quantiz
 
 def test_an_archive_compiled_against_a_newer_c_library_is_compiled_again_where_it_is_installed(tiny_run, tmp_path):
     """As the image's build installs an archive built on a newer system (`scripts.archive --install`): its program
-    is compiled again for this machine, the record's SHA-256 follows, and a worker loads it without compiling."""
+    is compiled again for this machine, the record's SHA-256 follows, and a worker loads it without compiling. One
+    built for a CPU the installing machine lacks is left as it is (the machine that serves may have it)."""
     built = archive_of(tiny_run, tmp_path / "animals-1.0.mar", handler={"precision": "int8"}, calibration=SAMPLE_DIR)
-    elsewhere = tmp_path / "elsewhere" / built.name  # the same archive, its program compiled against glibc 99.0
-    elsewhere.parent.mkdir()
+    elsewhere = tmp_path / "elsewhere" / built.name  # the same archive, its program compiled against glibc 99.0,
+    elsewhere.parent.mkdir()  # and a library that cannot load here: only a program compiled again runs
     with zipfile.ZipFile(built) as packed, zipfile.ZipFile(elsewhere, "w") as copy:
         for entry in packed.infolist():
             data = packed.read(entry)
             if entry.filename == quantization.COMPILED_FOR:
                 data = json.dumps(json.loads(data) | {"glibc": "99.0"}).encode()
+            if entry.filename == quantization.COMPILED:
+                data = b"built against glibc 99.0"
             copy.writestr(entry, data)
     replace(Record.read(built), sha256=sha256_of(elsewhere)).write(elsewhere)
+    other_cpu = tmp_path / "other-cpu" / built.name  # a CPU the installing machine lacks: not its to decide
+    other_cpu.parent.mkdir()
+    with zipfile.ZipFile(built) as packed, zipfile.ZipFile(other_cpu, "w") as copy:
+        for entry in packed.infolist():
+            data = packed.read(entry)
+            if entry.filename == quantization.COMPILED_FOR:
+                needs = json.loads(data)
+                data = json.dumps(needs | {"cpu_flags": [*needs["cpu_flags"], "tachyon"]}).encode()
+            copy.writestr(entry, data)
+    replace(Record.read(built), sha256=sha256_of(other_cpu)).write(other_cpu)
+    assert fit_compiled_program(other_cpu) is None and verify_archive(other_cpu)
     config = write_config(tmp_path / "home")
     command = [sys.executable, "-m", "scripts.archive", "--config", str(config.path), "--install", str(elsewhere)]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
