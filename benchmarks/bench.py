@@ -96,8 +96,10 @@ def cold_starts(
     image = args.image or f"{IMAGE_NAME}:{default}"
     if args.no_container:
         print("No container start measured: --no-container")
-    elif shutil.which("docker") is None or not image_exists(image):
-        print(f"No container start measured: Docker has no image {image} (`make image ARCHIVE=...` builds it)")
+    elif shutil.which("docker") is None:
+        print("No container start measured: docker is not installed")
+    elif not image_exists(image):
+        print(f"No container start measured: Docker has no image {image}, or does not answer (`make image` builds it)")
     else:
         print(f"Measuring a container of {image} to its first answer")
         section |= {"image": image, "container_s": cold_start.container_to_first_answer(image, photo)}

@@ -3,7 +3,8 @@ compiled when the archive was built, or compiled there (inductor's cache empty, 
 portable compile-cache artifacts: the two ways TorchServe's examples start a compiled model quickly); `make serve`
 of the default version, as a second server beside the running one; and a container of the image.
 
-`python -m benchmarks.cold_start FOLDER MODE ARTIFACTS SETTINGS` is the process the first part starts (one per mode).
+`python -m benchmarks.cold_start FOLDER MODE ARTIFACTS SETTINGS STARTED` is the process the first part starts (one per
+mode; STARTED: the parent's time.time() just before it started the process)
 """
 
 import argparse
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from animals import quantization
+from animals.errors import UserError
 from animals.inference_settings import InferenceSettings
 from serving.client import RestClient, TorchServeError
 from serving.config import REPO_ROOT, ServerConfig, read_config, write_moved_config
@@ -56,16 +58,17 @@ def program_starts(model: Path, settings: InferenceSettings) -> dict[str, dict]:
                 str(model if mode == AHEAD_OF_TIME else jit), mode, str(artifacts), json.dumps(asdict(settings)),
             ]  # fmt: skip
             done = subprocess.run(
-                command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=START_TIMEOUT_S
-            )
+                [*command, str(time.time())], cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
+                timeout=START_TIMEOUT_S,
+            )  # fmt: skip
             if done.returncode != 0:
-                raise RuntimeError(f"the {mode!r} start failed: {done.stderr.strip()[-2000:]}")
+                raise UserError(f"the int8 program's start ({mode}) failed: {_tail(done.stderr)}")
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"  int8 program, {mode}: {results[mode]['seconds']:.1f} s")
     return results
 
 
-def _first_answers(folder: Path, mode: str, artifacts: Path, settings: InferenceSettings) -> dict:
+def _first_answers(folder: Path, mode: str, artifacts: Path, settings: InferenceSettings, started: float) -> dict:
     """In this process: the int8 program loaded or compiled as a worker does it, then a batch of 1 and one of 8."""
     import torch
 
@@ -77,8 +80,7 @@ def _first_answers(folder: Path, mode: str, artifacts: Path, settings: Inference
     images = torch.zeros(8, 3, 224, 224)
     model(images[:1])
     model(images)
-    process = psutil.Process()
-    result = {"seconds": time.time() - process.create_time(), "rss_mib": process.memory_info().rss / 2**20}
+    result = {"seconds": time.time() - started, "rss_mib": psutil.Process().memory_info().rss / 2**20}
     if mode != AHEAD_OF_TIME:  # inductor's graph cache: what the artifacts can hold (a bypassed graph is not saved)
         counters = torch._dynamo.utils.counters["inductor"]
         result["fx_graph_cache"] = {kind: counters[f"fxgraph_cache_{kind}"] for kind in ("hit", "miss", "bypass")}
@@ -103,7 +105,9 @@ def serve_to_first_answer(config: ServerConfig, version: str, photo: bytes) -> f
         make = ["make", "-C", str(REPO_ROOT), f"CONFIG={second.path}"]
         started = time.perf_counter()
         try:
-            subprocess.run([*make, "serve"], capture_output=True, check=True, timeout=START_TIMEOUT_S)
+            served = subprocess.run([*make, "serve"], capture_output=True, text=True, timeout=START_TIMEOUT_S)
+            if served.returncode != 0:
+                raise UserError(f"`make serve` of the second server failed: {_tail(served.stdout + served.stderr)}")
             RestClient(second).predict(photo)
             return time.perf_counter() - started
         finally:
@@ -116,11 +120,14 @@ def container_to_first_answer(image: str, photo: bytes) -> float:
     config = read_config(SHIPPED_CONFIG)
     port, name = _free_port(), f"animals-bench-{os.getpid()}"
     started = time.perf_counter()
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{urlsplit(config.inference_url).port}", image],
-        capture_output=True, check=True, timeout=START_TIMEOUT_S,
-    )  # fmt: skip
-    try:
+    try:  # a `docker run` that fails may still have created the container: removed below all the same
+        run = subprocess.run(
+            ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{urlsplit(config.inference_url).port}",
+             image],
+            capture_output=True, text=True, timeout=START_TIMEOUT_S,
+        )  # fmt: skip
+        if run.returncode != 0:
+            raise UserError(f"docker run {image} failed: {_tail(run.stderr)}")
         while time.perf_counter() - started < START_TIMEOUT_S:
             token = subprocess.run(
                 ["docker", "exec", name, "python", "-m", "scripts.server", "--config", CONFIG_IN_IMAGE, "token"],
@@ -134,9 +141,13 @@ def container_to_first_answer(image: str, photo: bytes) -> float:
                 except TorchServeError:  # not listening yet, or no worker READY yet
                     pass
             time.sleep(POLL_INTERVAL_S)
-        raise RuntimeError(f"{image} did not answer within {START_TIMEOUT_S} s")
+        raise UserError(f"a container of {image} did not answer within {START_TIMEOUT_S} s")
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def _tail(output: str, lines: int = 5) -> str:
+    return " | ".join(output.strip().splitlines()[-lines:]) or "no output"
 
 
 def _free_port() -> int:
@@ -151,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", choices=MODES)
     parser.add_argument("artifacts", type=Path, help="torch's compile-cache artifacts: written, or read")
     parser.add_argument("settings", type=json.loads, help="the archive's inference settings, as JSON")
+    parser.add_argument("started", type=float, help="time.time() when the parent started this process")
     args = parser.parse_args(argv)
-    print(json.dumps(_first_answers(args.folder, args.mode, args.artifacts, InferenceSettings(**args.settings))))
+    settings = InferenceSettings(**args.settings)
+    print(json.dumps(_first_answers(args.folder, args.mode, args.artifacts, settings, args.started)))
     return 0
 
 
